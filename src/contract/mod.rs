@@ -1,0 +1,327 @@
+//! The data contract (`shared/spec/data-contract.md`) as code: every entity's
+//! columns, their kinds, which are required, the upsert key, and the Arrow
+//! schema each entity is stored with. Parsing and validation live in
+//! [`values`] (one cell) and [`row`] (one record).
+
+pub mod row;
+pub mod values;
+
+use std::sync::{Arc, OnceLock};
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+
+/// Money: exact decimal, 2 fraction digits (contract: at most 2).
+pub const MONEY_PRECISION: u8 = 18;
+pub const MONEY_SCALE: i8 = 2;
+/// Rates and percentages: decimal fractions, at most 6 fraction digits.
+pub const RATE_PRECISION: u8 = 12;
+pub const RATE_SCALE: i8 = 6;
+
+/// Internal column written with every stored row: a hash of the row's typed
+/// content, so that a re-run can tell "unchanged" from "changed" by reading
+/// only keys and this column.
+pub const ROW_HASH_COLUMN: &str = "_row_hash";
+
+/// What a cell holds, and so how it is parsed and stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Free text, trimmed.
+    Text,
+    /// Text from an open set (e.g. `line_of_business`): unknown values are
+    /// kept as given, trimmed.
+    OpenEnum,
+    /// One of a closed set (compared after trimming and lower-casing).
+    Enum(&'static [&'static str]),
+    /// `YYYY-MM-DD`.
+    Date,
+    /// `YYYY-MM`, stored as text.
+    Month,
+    /// Decimal string, at most 2 fraction digits, no exponent.
+    Money,
+    /// Decimal fraction, at most 6 fraction digits, no exponent.
+    Rate,
+}
+
+impl Kind {
+    pub fn data_type(self) -> DataType {
+        match self {
+            Kind::Text | Kind::OpenEnum | Kind::Enum(_) | Kind::Month => DataType::Utf8,
+            Kind::Date => DataType::Date32,
+            Kind::Money => DataType::Decimal128(MONEY_PRECISION, MONEY_SCALE),
+            Kind::Rate => DataType::Decimal128(RATE_PRECISION, RATE_SCALE),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Column {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub required: bool,
+}
+
+const fn req(name: &'static str, kind: Kind) -> Column {
+    Column { name, kind, required: true }
+}
+const fn opt(name: &'static str, kind: Kind) -> Column {
+    Column { name, kind, required: false }
+}
+
+use Kind::*;
+
+pub const ROLES: &[&str] = &["producer", "manager"];
+pub const AGENT_STATUSES: &[&str] = &["active", "terminated"];
+pub const SCHEDULE_KINDS: &[&str] = &["new", "renewal"];
+pub const POLICY_STATUSES: &[&str] = &["active", "cancelled", "expired"];
+pub const COMMISSION_KINDS: &[&str] = &["new", "renewal", "chargeback", "override", "adjustment"];
+pub const COMMISSION_STATUSES: &[&str] = &["expected", "paid"];
+
+const AGENCIES: &[Column] = &[req("tenant_id", Text), req("agency_id", Text), req("name", Text), opt("state", Text)];
+
+const AGENTS: &[Column] = &[
+    req("tenant_id", Text),
+    req("agent_id", Text),
+    req("agency_id", Text),
+    req("name", Text),
+    req("role", Enum(ROLES)),
+    opt("manager_id", Text),
+    opt("split_pct", Rate),
+    opt("override_pct", Rate),
+    opt("hire_date", Date),
+    opt("status", Enum(AGENT_STATUSES)),
+    opt("termination_date", Date),
+];
+
+const CARRIERS: &[Column] = &[req("tenant_id", Text), req("carrier_id", Text), req("name", Text)];
+
+const COMMISSION_SCHEDULES: &[Column] = &[
+    req("tenant_id", Text),
+    req("carrier_id", Text),
+    req("line_of_business", OpenEnum),
+    req("kind", Enum(SCHEDULE_KINDS)),
+    req("rate", Rate),
+    req("effective_from", Date),
+    opt("effective_to", Date),
+];
+
+const POLICIES: &[Column] = &[
+    req("tenant_id", Text),
+    req("policy_id", Text),
+    req("policy_number", Text),
+    req("agency_id", Text),
+    req("agent_id", Text),
+    req("carrier_id", Text),
+    req("customer_id", Text),
+    req("line_of_business", OpenEnum),
+    req("effective_date", Date),
+    req("expiration_date", Date),
+    req("premium", Money),
+    req("status", Enum(POLICY_STATUSES)),
+    opt("cancellation_date", Date),
+    opt("renewal_of", Text),
+    opt("source_system", Text),
+    opt("external_id", Text),
+];
+
+const COMMISSIONS: &[Column] = &[
+    req("tenant_id", Text),
+    req("commission_id", Text),
+    req("policy_id", Text),
+    req("agent_id", Text),
+    req("carrier_id", Text),
+    req("transaction_date", Date),
+    req("kind", Enum(COMMISSION_KINDS)),
+    req("premium_amount", Money),
+    req("commission_rate", Rate),
+    req("gross_commission", Money),
+    req("agent_commission", Money),
+    req("agency_commission", Money),
+    opt("status", Enum(COMMISSION_STATUSES)),
+    opt("paid_date", Date),
+    opt("statement_id", Text),
+];
+
+const STATEMENT_LINES: &[Column] = &[
+    req("tenant_id", Text),
+    req("statement_id", Text),
+    req("line_id", Text),
+    req("carrier_id", Text),
+    req("statement_date", Date),
+    req("period", Month),
+    req("policy_number", Text),
+    req("commission_amount", Money),
+    opt("insured_name", Text),
+    opt("line_of_business", OpenEnum),
+    opt("premium", Money),
+    opt("kind", OpenEnum),
+];
+
+/// The entities of the landing layout, in the order a run processes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Entity {
+    Agencies,
+    Agents,
+    Carriers,
+    CommissionSchedules,
+    Policies,
+    Commissions,
+    StatementLines,
+}
+
+impl Entity {
+    pub const ALL: [Entity; 7] = [
+        Entity::Agencies,
+        Entity::Agents,
+        Entity::Carriers,
+        Entity::CommissionSchedules,
+        Entity::Policies,
+        Entity::Commissions,
+        Entity::StatementLines,
+    ];
+
+    /// Folder name in the landing layout and table name in the lake.
+    pub fn name(self) -> &'static str {
+        match self {
+            Entity::Agencies => "agencies",
+            Entity::Agents => "agents",
+            Entity::Carriers => "carriers",
+            Entity::CommissionSchedules => "commission_schedules",
+            Entity::Policies => "policies",
+            Entity::Commissions => "commissions",
+            Entity::StatementLines => "statement_lines",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Entity> {
+        Entity::ALL.into_iter().find(|e| e.name() == name)
+    }
+
+    pub fn columns(self) -> &'static [Column] {
+        match self {
+            Entity::Agencies => AGENCIES,
+            Entity::Agents => AGENTS,
+            Entity::Carriers => CARRIERS,
+            Entity::CommissionSchedules => COMMISSION_SCHEDULES,
+            Entity::Policies => POLICIES,
+            Entity::Commissions => COMMISSIONS,
+            Entity::StatementLines => STATEMENT_LINES,
+        }
+    }
+
+    /// The upsert key within a tenant (`tenant_id` is implied: ids are
+    /// unique within a tenant only, and rows are partitioned by tenant).
+    pub fn key(self) -> &'static [&'static str] {
+        match self {
+            Entity::Agencies => &["agency_id"],
+            Entity::Agents => &["agent_id"],
+            Entity::Carriers => &["carrier_id"],
+            Entity::CommissionSchedules => &["carrier_id", "line_of_business", "kind", "effective_from"],
+            Entity::Policies => &["policy_id"],
+            Entity::Commissions => &["commission_id"],
+            Entity::StatementLines => &["statement_id", "line_id"],
+        }
+    }
+
+    /// Positions of the key columns in [`Entity::columns`].
+    pub fn key_indices(self) -> Vec<usize> {
+        self.key()
+            .iter()
+            .map(|k| self.columns().iter().position(|c| c.name == *k).expect("key column is a contract column"))
+            .collect()
+    }
+
+    /// The stored schema: the contract's columns, then [`ROW_HASH_COLUMN`].
+    pub fn schema(self) -> SchemaRef {
+        static SCHEMAS: OnceLock<Vec<SchemaRef>> = OnceLock::new();
+        let all = SCHEMAS.get_or_init(|| {
+            Entity::ALL
+                .iter()
+                .map(|e| {
+                    let mut fields: Vec<Field> =
+                        e.columns().iter().map(|c| Field::new(c.name, c.kind.data_type(), !c.required)).collect();
+                    fields.push(Field::new(ROW_HASH_COLUMN, DataType::UInt64, false));
+                    Arc::new(Schema::new(fields))
+                })
+                .collect()
+        });
+        all[self as usize].clone()
+    }
+}
+
+impl std::fmt::Display for Entity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Why a row was rejected: a stable code (in the rejected-records store and
+/// the run summary) plus a human-readable message naming the column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RejectCode {
+    /// A required value is empty, null or its column is absent.
+    MissingValue,
+    InvalidDate,
+    /// Not a plain decimal (includes exponent form and thousands separators).
+    InvalidMoney,
+    /// Money with more than 2 fraction digits.
+    MoneyPrecision,
+    /// Not a plain decimal, or more than 6 fraction digits.
+    InvalidRate,
+    /// A value outside a closed set (role, status, kind).
+    InvalidEnum,
+    InvalidMonth,
+    /// A second row in the same file with the same key and other content.
+    DuplicateKeyConflict,
+    /// The values parse but contradict each other (e.g. gross commission
+    /// not equal to agent + agency commission).
+    InconsistentRow,
+    /// The record itself could not be read (bad CSV quoting, wrong number of
+    /// fields, invalid JSON or UTF-8).
+    MalformedRecord,
+}
+
+impl RejectCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectCode::MissingValue => "missing_value",
+            RejectCode::InvalidDate => "invalid_date",
+            RejectCode::InvalidMoney => "invalid_money",
+            RejectCode::MoneyPrecision => "money_precision",
+            RejectCode::InvalidRate => "invalid_rate",
+            RejectCode::InvalidEnum => "invalid_enum",
+            RejectCode::InvalidMonth => "invalid_month",
+            RejectCode::DuplicateKeyConflict => "duplicate_key_conflict",
+            RejectCode::InconsistentRow => "inconsistent_row",
+            RejectCode::MalformedRecord => "malformed_record",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_required_columns_of_their_entity() {
+        for e in Entity::ALL {
+            for i in e.key_indices() {
+                assert!(e.columns()[i].required, "{e}: key {} must be required", e.columns()[i].name);
+            }
+            assert_eq!(e.columns()[0].name, "tenant_id");
+            assert_eq!(Entity::from_name(e.name()), Some(e));
+        }
+        assert_eq!(Entity::Commissions.key_indices(), vec![1]);
+        assert_eq!(Entity::StatementLines.key_indices(), vec![1, 2]);
+    }
+
+    #[test]
+    fn schema_stores_money_as_decimal128() {
+        let s = Entity::Commissions.schema();
+        assert_eq!(s.field_with_name("gross_commission").unwrap().data_type(), &DataType::Decimal128(18, 2));
+        assert_eq!(s.field_with_name("commission_rate").unwrap().data_type(), &DataType::Decimal128(12, 6));
+        assert_eq!(s.field_with_name("transaction_date").unwrap().data_type(), &DataType::Date32);
+        assert_eq!(s.fields().len(), COMMISSIONS.len() + 1);
+        assert!(!s.field_with_name("policy_id").unwrap().is_nullable());
+        assert!(s.field_with_name("paid_date").unwrap().is_nullable());
+    }
+}

@@ -1,0 +1,49 @@
+//! The lake: Parquet tables in an object store, published by snapshots.
+//!
+//! Layout under the lake root (see `docs/decisions.md`):
+//! ```text
+//! <entity>/tenant_id=<t>/<run_id>-<file>-<part>.parquet   table data
+//! _snapshots/<version:020>.json                          published versions
+//! _rejects/<run_id>/<file>.parquet                       rejected records of a run
+//! _runs/<run_id>.json                                    run reports
+//! ```
+
+pub mod parquet_io;
+pub mod snapshot;
+pub mod store;
+
+use std::sync::{Arc, OnceLock};
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+
+pub use snapshot::{DataFile, Manifest};
+pub use store::Location;
+
+pub const REJECTS_DIR: &str = "_rejects";
+pub const RUNS_DIR: &str = "_runs";
+/// Table name of the rejected-records store.
+pub const REJECTED_RECORDS: &str = "rejected_records";
+
+/// Relative path of a data file of `table` for `tenant`.
+pub fn data_file_path(table: &str, tenant: &str, name: &str) -> String {
+    format!("{table}/tenant_id={tenant}/{name}.parquet")
+}
+
+/// Schema of the rejected-records store: what was refused, where it came
+/// from, and why.
+pub fn rejects_schema() -> SchemaRef {
+    static S: OnceLock<SchemaRef> = OnceLock::new();
+    S.get_or_init(|| {
+        Arc::new(Schema::new(vec![
+            Field::new("run_id", DataType::Utf8, false),
+            Field::new("tenant_id", DataType::Utf8, true),
+            Field::new("entity", DataType::Utf8, false),
+            Field::new("source_file", DataType::Utf8, false),
+            Field::new("line", DataType::UInt64, false),
+            Field::new("reason_code", DataType::Utf8, false),
+            Field::new("reason", DataType::Utf8, false),
+            Field::new("record", DataType::Utf8, false),
+        ]))
+    })
+    .clone()
+}

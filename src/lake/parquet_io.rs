@@ -1,0 +1,82 @@
+//! Reading and writing the lake's Parquet files.
+
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use bytes::Bytes;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::{ArrowWriter, ProjectionMask};
+use parquet::basic::Compression;
+use parquet::errors::ParquetError;
+use parquet::file::properties::WriterProperties;
+
+/// Rows per row group: large enough for good compression and scans, small
+/// enough that a writer's buffer stays in the tens of megabytes.
+pub const ROW_GROUP_ROWS: usize = 256 * 1024;
+
+pub fn writer_properties() -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .build()
+}
+
+/// A Parquet file being built in memory, one batch at a time.
+pub struct MemoryParquet {
+    writer: ArrowWriter<Vec<u8>>,
+    rows: u64,
+}
+
+impl MemoryParquet {
+    pub fn new(schema: SchemaRef) -> Self {
+        let writer = ArrowWriter::try_new(Vec::new(), schema, Some(writer_properties())).expect("valid writer props");
+        MemoryParquet { writer, rows: 0 }
+    }
+
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<(), ParquetError> {
+        self.rows += batch.num_rows() as u64;
+        self.writer.write(batch)
+    }
+
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    pub fn finish(self) -> Result<Bytes, ParquetError> {
+        Ok(Bytes::from(self.writer.into_inner()?))
+    }
+}
+
+/// Encode whole batches as one Parquet file.
+pub fn encode(schema: SchemaRef, batches: &[RecordBatch]) -> Result<Bytes, ParquetError> {
+    let mut w = MemoryParquet::new(schema);
+    for b in batches {
+        w.write(b)?;
+    }
+    w.finish()
+}
+
+/// Read a Parquet file, optionally only the named columns. The file is
+/// fetched whole: lake files are bounded by the part size.
+pub async fn read(
+    store: &Arc<dyn ObjectStore>,
+    path: &Path,
+    columns: Option<&[&str]>,
+) -> Result<Vec<RecordBatch>, ParquetError> {
+    let bytes = store
+        .get(path)
+        .await
+        .map_err(|e| ParquetError::External(Box::new(e)))?
+        .bytes()
+        .await
+        .map_err(|e| ParquetError::External(Box::new(e)))?;
+    let mut builder = ParquetRecordBatchReaderBuilder::try_new(bytes)?;
+    if let Some(cols) = columns {
+        let mask = ProjectionMask::columns(builder.parquet_schema(), cols.iter().copied());
+        builder = builder.with_projection(mask);
+    }
+    builder.build()?.collect::<Result<Vec<_>, _>>().map_err(ParquetError::from)
+}

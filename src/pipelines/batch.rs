@@ -1,0 +1,349 @@
+//! The batch ("nightly") pipeline: landing folder → validated Parquet in
+//! the lake → one new snapshot, published atomically.
+//!
+//! Stages: list the landing files; stage each file in parallel (parse,
+//! validate, write Parquet parts nobody references yet, write rejects);
+//! resolve upserts per (entity, tenant) partition; rewrite only the files
+//! whose rows changed; publish a manifest naming every live file. A failure
+//! before the publish leaves the previous snapshot exactly as it was.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use arrow::array::BooleanArray;
+use arrow::compute::filter_record_batch;
+use arrow::record_batch::RecordBatch;
+use futures::{StreamExt, TryStreamExt};
+use indicatif::{ProgressBar, ProgressStyle};
+use object_store::ObjectStoreExt;
+use object_store::path::Path;
+use serde::Serialize;
+
+use crate::contract::row::stored_key_hashes;
+use crate::contract::{Entity, ROW_HASH_COLUMN};
+use crate::lake::snapshot::{self, SnapshotError};
+use crate::lake::{self, DataFile, Location, Manifest, RUNS_DIR, parquet_io};
+
+use super::resolve::{self, StoredRows, UpsertCounts};
+use super::source;
+use super::stage::{self, RunCtx, StageError, Staged, StagedPart};
+
+/// Where to make a run fail on purpose (tests prove a crash at any of these
+/// points leaves the previous snapshot intact).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailPoint {
+    /// Right after the first data part is written.
+    AfterFirstPart,
+    /// After every data file is final, before the manifest is written.
+    BeforePublish,
+}
+
+#[derive(Debug, Clone)]
+pub struct IngestOptions {
+    /// Files staged in parallel.
+    pub workers: usize,
+    /// Show a progress bar on stderr.
+    pub progress: bool,
+    pub fail: Option<FailPoint>,
+}
+
+impl Default for IngestOptions {
+    fn default() -> Self {
+        let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        IngestOptions { workers, progress: false, fail: None }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("no landing files found under {0} (expected <entity>/*.csv|*.jsonl)")]
+    NoFiles(String),
+    #[error("listing the landing folder: {0}")]
+    Landing(object_store::Error),
+    #[error("writing the lake: {0}")]
+    Write(String),
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+    #[error("injected failure: {0}")]
+    Injected(&'static str),
+}
+
+/// Per-entity outcome of a run. `read = landed + rejected`.
+#[derive(Debug, Default, Clone, Serialize, PartialEq, Eq)]
+pub struct EntityCounts {
+    pub files: u64,
+    pub read: u64,
+    pub landed: u64,
+    pub rejected: u64,
+    /// Identical repeats of a row within one file.
+    pub duplicates: u64,
+    #[serde(flatten)]
+    pub upserts: UpsertCounts,
+    pub rejected_by_reason: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct UnreadableFile {
+    pub file: String,
+    pub error: String,
+}
+
+/// What a run did: the `--json` summary.
+#[derive(Debug, Clone, Serialize)]
+pub struct IngestReport {
+    pub run_id: String,
+    /// The lake's current version after the run.
+    pub snapshot: Option<u64>,
+    /// Whether this run published a new version (false when nothing changed).
+    pub published: bool,
+    pub previous_snapshot: Option<u64>,
+    pub entities: BTreeMap<String, EntityCounts>,
+    pub unreadable_files: Vec<UnreadableFile>,
+    pub rows_read: u64,
+    pub rows_rejected: u64,
+    pub duration_ms: u64,
+    pub rows_per_sec: f64,
+}
+
+pub fn new_run_id() -> String {
+    let now = chrono::Utc::now();
+    let salt = xxhash_rust::xxh3::xxh3_64(
+        format!("{}{}", now.timestamp_nanos_opt().unwrap_or_default(), std::process::id()).as_bytes(),
+    );
+    format!("{}-{:04x}", now.format("%Y%m%dT%H%M%S%3fZ"), salt & 0xffff)
+}
+
+/// Ingest every file of `landing` into `lake`.
+#[tracing::instrument(skip_all, fields(landing = %landing.prefix, lake = %lake.prefix))]
+pub async fn ingest(landing: &Location, lake: &Location, opts: &IngestOptions) -> Result<IngestReport, IngestError> {
+    let started = Instant::now();
+    let run_id = new_run_id();
+    let files = source::list(landing).await.map_err(IngestError::Landing)?;
+    if files.is_empty() {
+        return Err(IngestError::NoFiles(landing.prefix.to_string()));
+    }
+    let previous = snapshot::latest(lake).await?;
+    tracing::info!(%run_id, files = files.len(), previous = ?previous.as_ref().map(|m| m.version), "ingest started");
+
+    let progress = progress_bar(opts.progress, files.iter().map(|f| f.size).sum());
+    let ctx = Arc::new(RunCtx {
+        landing: landing.clone(),
+        lake: lake.clone(),
+        run_id: run_id.clone(),
+        handle: tokio::runtime::Handle::current(),
+        fail_after_first_part: opts.fail == Some(FailPoint::AfterFirstPart),
+        parts_written: AtomicBool::new(false),
+    });
+
+    // Stage every file, `workers` at a time.
+    let mut staged: Vec<(usize, Result<Staged, StageError>)> = futures::stream::iter(files.iter().cloned().enumerate())
+        .map(|(i, file)| {
+            let ctx = ctx.clone();
+            let pb = progress.clone();
+            tokio::task::spawn_blocking(move || (i, stage::stage_file(&ctx, &file, i, Box::new(move |n| pb.inc(n)))))
+        })
+        .buffer_unordered(opts.workers.max(1))
+        .try_collect()
+        .await
+        .map_err(|e| IngestError::Write(format!("staging task failed: {e}")))?;
+    progress.finish_and_clear();
+    staged.sort_by_key(|(i, _)| *i);
+
+    let mut entities: BTreeMap<String, EntityCounts> = BTreeMap::new();
+    let mut unreadable = Vec::new();
+    // (entity, tenant) → staged parts in landing order.
+    let mut partitions: BTreeMap<(Entity, String), Vec<StagedPart>> = BTreeMap::new();
+    for (i, result) in staged {
+        let file = &files[i];
+        let counts = entities.entry(file.entity.name().to_string()).or_default();
+        counts.files += 1;
+        match result {
+            Ok(s) => {
+                counts.read += s.read;
+                counts.rejected += s.rejected;
+                counts.landed += s.read - s.rejected;
+                counts.duplicates += s.duplicates;
+                for (code, n) in s.rejected_by_code {
+                    *counts.rejected_by_reason.entry(code.to_string()).or_default() += n;
+                }
+                for part in s.parts {
+                    partitions.entry((file.entity, part.tenant.clone())).or_default().push(part);
+                }
+            }
+            Err(StageError::Unreadable(error)) => {
+                tracing::warn!(file = %file.name, %error, "landing file unreadable");
+                unreadable.push(UnreadableFile { file: file.name.clone(), error });
+            }
+            Err(StageError::Injected(at)) => return Err(IngestError::Injected(at)),
+            Err(e @ StageError::Write(..)) => return Err(IngestError::Write(e.to_string())),
+        }
+    }
+
+    // Resolve upserts and build the next manifest.
+    let base = previous.clone().unwrap_or_else(Manifest::empty);
+    let mut tables = base.tables.clone();
+    let mut changed = false;
+    for ((entity, tenant), parts) in &partitions {
+        let old: Vec<DataFile> = base.tenant_files(entity.name(), tenant).cloned().collect();
+        let stored = read_stored_keys(lake, *entity, &old).await?;
+        let keys: Vec<&[(u128, u64)]> = parts.iter().map(|p| p.keys.as_slice()).collect();
+        let res = resolve::resolve(&keys, &stored);
+        add_counts(&mut entities.get_mut(entity.name()).expect("entity counted").upserts, res.counts);
+
+        let mut live: Vec<DataFile> = Vec::new();
+        for (j, (file, mask)) in old.into_iter().zip(&res.stored).enumerate() {
+            match mask {
+                None => live.push(file),
+                Some(mask) => {
+                    changed = true;
+                    let name = format!("{run_id}-u{j:03}");
+                    let rel = lake::data_file_path(entity.name(), tenant, &name);
+                    if let Some(f) =
+                        rewrite_filtered(lake, *entity, &lake.child(&file.path), mask, &rel, tenant).await?
+                    {
+                        live.push(f);
+                    }
+                }
+            }
+        }
+        for (part, mask) in parts.iter().zip(&res.staged) {
+            let rel = lake.relative(&part.path);
+            if mask.iter().all(|k| *k) {
+                changed = true;
+                live.push(DataFile { path: rel, tenant_id: tenant.clone(), rows: part.rows, bytes: part.bytes });
+                continue;
+            }
+            if mask.iter().any(|k| *k) {
+                changed = true;
+                let filtered = rel.replace(".parquet", "-k.parquet");
+                if let Some(f) = rewrite_filtered(lake, *entity, &part.path, mask, &filtered, tenant).await? {
+                    live.push(f);
+                }
+            }
+            // The unfiltered part is referenced by nothing: remove it now
+            // (a crash here only leaves an orphan for the vacuum).
+            let _ = lake.store.delete(&part.path).await;
+        }
+        let files = tables.entry(entity.name().to_string()).or_default();
+        files.retain(|f| &f.tenant_id != tenant);
+        files.extend(live);
+    }
+
+    let previous_version = previous.as_ref().map(|m| m.version);
+    let mut version = previous_version;
+    if changed {
+        if opts.fail == Some(FailPoint::BeforePublish) {
+            return Err(IngestError::Injected("before publish"));
+        }
+        let manifest = Manifest {
+            version: base.version + 1,
+            parent: previous_version,
+            run_id: run_id.clone(),
+            created_at: chrono::Utc::now().to_rfc3339(),
+            tables,
+        };
+        snapshot::publish(lake, &manifest).await?;
+        version = Some(manifest.version);
+        tracing::info!(version = manifest.version, "snapshot published");
+    }
+
+    let duration = started.elapsed();
+    let rows_read: u64 = entities.values().map(|c| c.read).sum();
+    let report = IngestReport {
+        run_id: run_id.clone(),
+        snapshot: version,
+        published: changed,
+        previous_snapshot: previous_version,
+        rows_rejected: entities.values().map(|c| c.rejected).sum(),
+        entities,
+        unreadable_files: unreadable,
+        rows_read,
+        duration_ms: duration.as_millis() as u64,
+        rows_per_sec: rows_per_sec(rows_read, duration),
+    };
+    // The run report is a log for people; the snapshot is already published.
+    let body = serde_json::to_vec_pretty(&report).expect("report serialises");
+    if let Err(e) = lake.store.put(&lake.child(&format!("{RUNS_DIR}/{run_id}.json")), body.into()).await {
+        tracing::warn!(error = %e, "could not write the run report");
+    }
+    Ok(report)
+}
+
+fn rows_per_sec(rows: u64, d: Duration) -> f64 {
+    let s = d.as_secs_f64();
+    if s > 0.0 { (rows as f64 / s).round() } else { 0.0 }
+}
+
+fn add_counts(into: &mut UpsertCounts, c: UpsertCounts) {
+    into.new += c.new;
+    into.updated += c.updated;
+    into.unchanged += c.unchanged;
+    into.superseded += c.superseded;
+}
+
+fn progress_bar(show: bool, total_bytes: u64) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new(total_bytes);
+    pb.set_style(
+        ProgressStyle::with_template("{spinner} ingest [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+            .expect("static template")
+            .progress_chars("=> "),
+    );
+    pb
+}
+
+/// Keys and row hashes of a partition's stored files (only those columns
+/// are read).
+async fn read_stored_keys(lake: &Location, entity: Entity, files: &[DataFile]) -> Result<Vec<StoredRows>, IngestError> {
+    let mut columns: Vec<&str> = entity.key().to_vec();
+    columns.push(ROW_HASH_COLUMN);
+    let mut out = Vec::with_capacity(files.len());
+    for f in files {
+        let batches = parquet_io::read(&lake.store, &lake.child(&f.path), Some(&columns))
+            .await
+            .map_err(|e| IngestError::Write(format!("reading {}: {e}", f.path)))?;
+        let mut rows = StoredRows { keys: Vec::new(), hashes: Vec::new() };
+        for b in &batches {
+            rows.keys.extend(stored_key_hashes(entity, b));
+            let h = b.column_by_name(ROW_HASH_COLUMN).expect("row hash column");
+            let h = h.as_any().downcast_ref::<arrow::array::UInt64Array>().expect("u64 row hash");
+            rows.hashes.extend(h.values().iter().copied());
+        }
+        out.push(rows);
+    }
+    Ok(out)
+}
+
+/// Write the rows of `source` that `keep` marks to `rel`; `None` if none.
+async fn rewrite_filtered(
+    lake: &Location,
+    entity: Entity,
+    source: &Path,
+    keep: &[bool],
+    rel: &str,
+    tenant: &str,
+) -> Result<Option<DataFile>, IngestError> {
+    let kept = keep.iter().filter(|k| **k).count() as u64;
+    if kept == 0 {
+        return Ok(None);
+    }
+    let batches = parquet_io::read(&lake.store, source, None)
+        .await
+        .map_err(|e| IngestError::Write(format!("reading {source}: {e}")))?;
+    let mut offset = 0;
+    let mut filtered: Vec<RecordBatch> = Vec::with_capacity(batches.len());
+    for b in batches {
+        let n = b.num_rows();
+        let mask = BooleanArray::from(keep[offset..offset + n].to_vec());
+        offset += n;
+        filtered.push(filter_record_batch(&b, &mask).map_err(|e| IngestError::Write(e.to_string()))?);
+    }
+    let bytes = parquet_io::encode(entity.schema(), &filtered).map_err(|e| IngestError::Write(e.to_string()))?;
+    let size = bytes.len() as u64;
+    lake.store.put(&lake.child(rel), bytes.into()).await.map_err(|e| IngestError::Write(format!("{rel}: {e}")))?;
+    Ok(Some(DataFile { path: rel.to_string(), tenant_id: tenant.to_string(), rows: kept, bytes: size }))
+}

@@ -1,0 +1,6 @@
+//! Pipelines that land facts in the lake.
+
+pub mod batch;
+pub mod resolve;
+pub mod source;
+pub mod stage;

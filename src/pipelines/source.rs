@@ -1,0 +1,332 @@
+//! Reading landing files: list them per entity, stream their bytes, and turn
+//! CSV or JSON Lines records into one optional cell per contract column.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::io::{self, BufRead, BufReader, Read};
+use std::sync::Arc;
+
+use bytes::{Buf, Bytes};
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+use serde_json::value::RawValue;
+
+use crate::contract::Entity;
+use crate::lake::Location;
+
+/// Most columns any entity has (policies).
+pub const MAX_COLUMNS: usize = 16;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Csv,
+    Jsonl,
+}
+
+/// One landing file to ingest.
+#[derive(Debug, Clone)]
+pub struct LandingFile {
+    pub entity: Entity,
+    pub path: Path,
+    /// Relative to the landing root, e.g. `commissions/2024-01.csv`.
+    pub name: String,
+    pub size: u64,
+    /// `None` for a file whose type is not supported.
+    pub format: Option<Format>,
+}
+
+/// Every file under the entity folders of `landing`, entities in contract
+/// order and files by name, so that "later file wins" is well defined.
+pub async fn list(landing: &Location) -> Result<Vec<LandingFile>, object_store::Error> {
+    let mut files = Vec::new();
+    for entity in Entity::ALL {
+        let dir = landing.child(entity.name());
+        let mut metas: Vec<_> = landing.store.list(Some(&dir)).try_collect().await?;
+        metas.sort_by(|a, b| a.location.cmp(&b.location));
+        for m in metas {
+            let name = landing.relative(&m.location);
+            let lower = name.to_ascii_lowercase();
+            let format = if lower.ends_with(".csv") {
+                Some(Format::Csv)
+            } else if lower.ends_with(".jsonl") || lower.ends_with(".ndjson") {
+                Some(Format::Jsonl)
+            } else {
+                None
+            };
+            // Hidden and temporary files (e.g. `.part` uploads) are not deliveries.
+            if m.location.filename().is_some_and(|f| f.starts_with('.') || f.starts_with('_')) {
+                continue;
+            }
+            files.push(LandingFile { entity, path: m.location, name, size: m.size, format });
+        }
+    }
+    Ok(files)
+}
+
+/// A blocking `Read` over an object's byte stream, fed by an async task, so
+/// that a file is parsed as it arrives and never held whole in memory.
+pub struct ObjectReader {
+    rx: tokio::sync::mpsc::Receiver<io::Result<Bytes>>,
+    current: Bytes,
+    on_bytes: Box<dyn Fn(u64) + Send>,
+}
+
+impl ObjectReader {
+    /// Start streaming `path`; must be called inside a tokio runtime.
+    pub fn open(store: Arc<dyn ObjectStore>, path: Path, on_bytes: Box<dyn Fn(u64) + Send>) -> Self {
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        tokio::spawn(async move {
+            let mut stream = match store.get(&path).await {
+                Ok(r) => r.into_stream(),
+                Err(e) => {
+                    let _ = tx.send(Err(io::Error::other(e))).await;
+                    return;
+                }
+            };
+            while let Some(chunk) = stream.next().await {
+                if tx.send(chunk.map_err(io::Error::other)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        ObjectReader { rx, current: Bytes::new(), on_bytes }
+    }
+}
+
+impl Read for ObjectReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.current.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(Ok(b)) => {
+                    (self.on_bytes)(b.len() as u64);
+                    self.current = b;
+                }
+                Some(Err(e)) => return Err(e),
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current[..n]);
+        self.current.advance(n);
+        Ok(n)
+    }
+}
+
+/// One record of a landing file, mapped onto the contract's columns.
+pub struct Record<'a> {
+    /// 1-based physical line where the record starts.
+    pub line: u64,
+    /// One cell per contract column, `None` where absent or null.
+    pub cells: &'a [Option<&'a str>],
+    /// The record as a JSON object, for the rejected-records store (built
+    /// only when a record is rejected).
+    pub raw: &'a dyn Fn() -> String,
+}
+
+/// What a record reader hands to its caller.
+pub enum Item<'a> {
+    Record(Record<'a>),
+    /// A record that could not be read as one (wrong field count, bad JSON):
+    /// its line, why, the raw text and the tenant if it could be seen.
+    Malformed {
+        line: u64,
+        reason: String,
+        raw: String,
+        tenant: Option<String>,
+    },
+}
+
+/// Read a CSV file with a header row; `each` is called per record.
+pub fn read_csv<R: Read, E>(
+    input: R,
+    entity: Entity,
+    mut each: impl FnMut(Item<'_>) -> Result<(), E>,
+) -> Result<Result<(), E>, io::Error> {
+    let mut rdr = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(input);
+    let mut rec = csv::ByteRecord::new();
+    if !rdr.read_byte_record(&mut rec).map_err(csv_io)? {
+        return Ok(Ok(())); // empty file: nothing to land
+    }
+    let headers: Vec<String> = rec
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let h = String::from_utf8_lossy(h);
+            let h = if i == 0 { h.trim_start_matches('\u{feff}') } else { &h };
+            h.trim().to_string()
+        })
+        .collect();
+    let mapping: Vec<Option<usize>> =
+        entity.columns().iter().map(|c| headers.iter().position(|h| h == c.name)).collect();
+    let tenant_at = mapping[0];
+    while rdr.read_byte_record(&mut rec).map_err(csv_io)? {
+        let line = rec.position().map(|p| p.line()).unwrap_or(0);
+        let raw = || csv_record_json(&headers, &rec);
+        if rec.len() != headers.len() {
+            let tenant = tenant_at.and_then(|i| rec.get(i)).map(|t| String::from_utf8_lossy(t).trim().to_string());
+            let reason = format!("expected {} fields as in the header, found {}", headers.len(), rec.len());
+            if let Err(e) = each(Item::Malformed { line, reason, raw: raw(), tenant }) {
+                return Ok(Err(e));
+            }
+            continue;
+        }
+        let mut cells: [Option<&str>; MAX_COLUMNS] = [None; MAX_COLUMNS];
+        let mut bad_utf8 = None;
+        for (cell, col) in cells.iter_mut().zip(&mapping) {
+            if let Some(i) = col {
+                match std::str::from_utf8(&rec[*i]) {
+                    Ok(s) => *cell = Some(s),
+                    Err(_) => bad_utf8 = Some(&headers[*i]),
+                }
+            }
+        }
+        let item = match bad_utf8 {
+            Some(h) => Item::Malformed {
+                line,
+                reason: format!("{h}: not valid UTF-8"),
+                raw: raw(),
+                tenant: cells[0].map(|t| t.trim().to_string()),
+            },
+            None => Item::Record(Record { line, cells: &cells[..entity.columns().len()], raw: &raw }),
+        };
+        if let Err(e) = each(item) {
+            return Ok(Err(e));
+        }
+    }
+    Ok(Ok(()))
+}
+
+fn csv_io(e: csv::Error) -> io::Error {
+    match e.into_kind() {
+        csv::ErrorKind::Io(e) => e,
+        other => io::Error::new(io::ErrorKind::InvalidData, format!("{other:?}")),
+    }
+}
+
+fn csv_record_json(headers: &[String], rec: &csv::ByteRecord) -> String {
+    let obj: serde_json::Map<String, serde_json::Value> = headers
+        .iter()
+        .zip(rec.iter())
+        .map(|(h, v)| (h.clone(), serde_json::Value::String(String::from_utf8_lossy(v).into_owned())))
+        .collect();
+    serde_json::Value::Object(obj).to_string()
+}
+
+/// Read a JSON Lines file; blank lines are skipped.
+pub fn read_jsonl<R: Read, E>(
+    input: R,
+    entity: Entity,
+    mut each: impl FnMut(Item<'_>) -> Result<(), E>,
+) -> Result<Result<(), E>, io::Error> {
+    let mut reader = BufReader::with_capacity(1 << 16, input);
+    let mut text = String::new();
+    let mut line = 0u64;
+    loop {
+        text.clear();
+        let n = reader.read_line(&mut text)?;
+        if n == 0 {
+            return Ok(Ok(()));
+        }
+        line += 1;
+        let trimmed = text.trim();
+        if trimmed.is_empty() {
+            continue;
+        }
+        let raw = || trimmed.to_string();
+        let item = match json_cells(trimmed, entity) {
+            Ok(owned) => {
+                let mut cells: [Option<&str>; MAX_COLUMNS] = [None; MAX_COLUMNS];
+                for (cell, v) in cells.iter_mut().zip(&owned) {
+                    *cell = v.as_deref();
+                }
+                let r = each(Item::Record(Record { line, cells: &cells[..entity.columns().len()], raw: &raw }));
+                if let Err(e) = r {
+                    return Ok(Err(e));
+                }
+                continue;
+            }
+            Err((reason, tenant)) => Item::Malformed { line, reason, raw: raw(), tenant },
+        };
+        if let Err(e) = each(item) {
+            return Ok(Err(e));
+        }
+    }
+}
+
+/// Cells of one JSON object. Strings are taken as they are; numbers by their
+/// literal text (never through a float); `null` is no value.
+/// Why a JSON line is not a record, and its tenant if it could be seen.
+type JsonLineError = (String, Option<String>);
+
+fn json_cells(text: &str, entity: Entity) -> Result<Vec<Option<Cow<'_, str>>>, JsonLineError> {
+    let obj: HashMap<String, &RawValue> =
+        serde_json::from_str(text).map_err(|e| (format!("not a JSON object: {e}"), None))?;
+    let tenant = obj.get("tenant_id").and_then(|v| serde_json::from_str::<String>(v.get()).ok());
+    entity
+        .columns()
+        .iter()
+        .map(|c| match obj.get(c.name).map(|v| v.get()) {
+            None | Some("null") => Ok(None),
+            Some(s) if s.starts_with('"') => serde_json::from_str::<String>(s)
+                .map(|v| Some(Cow::Owned(v)))
+                .map_err(|e| (format!("{}: bad string: {e}", c.name), tenant.clone())),
+            Some(s) if s.starts_with('{') || s.starts_with('[') => {
+                Err((format!("{}: must be a string, not an object or array", c.name), tenant.clone()))
+            }
+            Some(s) => Ok(Some(Cow::Borrowed(s))),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn collect_csv(text: &str) -> Vec<(u64, Vec<Option<String>>)> {
+        let mut out = Vec::new();
+        read_csv::<_, ()>(text.as_bytes(), Entity::Carriers, |item| {
+            match item {
+                Item::Record(r) => out.push((r.line, r.cells.iter().map(|c| c.map(str::to_string)).collect())),
+                Item::Malformed { line, reason, .. } => out.push((line, vec![Some(format!("malformed: {reason}"))])),
+            }
+            Ok(())
+        })
+        .unwrap()
+        .unwrap();
+        out
+    }
+
+    #[test]
+    fn csv_maps_columns_by_header_name_and_counts_lines() {
+        let rows =
+            collect_csv("\u{feff}name,carrier_id,extra,tenant_id\nAcme,K1,x,t1\n\"B, Inc\",K2,y,t1\nshort,row\n");
+        assert_eq!(rows.len(), 3);
+        assert_eq!(rows[0], (2, vec![Some("t1".into()), Some("K1".into()), Some("Acme".into())]));
+        assert_eq!(rows[1], (3, vec![Some("t1".into()), Some("K2".into()), Some("B, Inc".into())]));
+        assert_eq!(rows[2], (4, vec![Some("malformed: expected 4 fields as in the header, found 2".into())]));
+    }
+
+    #[test]
+    fn jsonl_takes_numbers_literally_and_null_as_absent() {
+        let text = "{\"tenant_id\":\"t1\",\"carrier_id\":\"K1\",\"name\":null}\n\n{\"tenant_id\":\"t1\",\"carrier_id\":12.50,\"name\":\"X\"}\nnot json\n";
+        let mut out = Vec::new();
+        read_jsonl::<_, ()>(text.as_bytes(), Entity::Carriers, |item| {
+            match item {
+                Item::Record(r) => out.push((r.line, format!("{:?}", r.cells))),
+                Item::Malformed { line, .. } => out.push((line, "malformed".into())),
+            }
+            Ok(())
+        })
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            out,
+            vec![
+                (1, "[Some(\"t1\"), Some(\"K1\"), None]".to_string()),
+                (3, "[Some(\"t1\"), Some(\"12.50\"), Some(\"X\")]".to_string()),
+                (4, "malformed".to_string()),
+            ]
+        );
+    }
+}

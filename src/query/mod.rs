@@ -1,0 +1,3 @@
+//! The query side: DataFusion over a published snapshot.
+
+pub mod tables;

@@ -1,0 +1,65 @@
+//! Shared test helpers: landing folders on disk and queries over a lake.
+
+use std::path::{Path, PathBuf};
+
+use arrow::record_batch::RecordBatch;
+use cip::lake::{Location, Manifest, snapshot, store};
+use cip::query::tables::{Scope, register_snapshot};
+use datafusion::prelude::SessionContext;
+
+/// A temporary landing folder and lake.
+pub struct TestLake {
+    pub dir: tempfile::TempDir,
+}
+
+impl TestLake {
+    pub fn new() -> Self {
+        TestLake { dir: tempfile::tempdir().unwrap() }
+    }
+
+    pub fn landing_path(&self) -> PathBuf {
+        self.dir.path().join("landing")
+    }
+
+    pub fn lake_path(&self) -> PathBuf {
+        self.dir.path().join("lake")
+    }
+
+    /// Write `content` to `landing/<rel>`.
+    pub fn land(&self, rel: &str, content: &str) {
+        write(&self.landing_path().join(rel), content.as_bytes());
+    }
+
+    pub fn lake(&self) -> Location {
+        store::open(self.lake_path().to_str().unwrap()).unwrap()
+    }
+
+    pub fn landing(&self) -> Location {
+        store::open(self.landing_path().to_str().unwrap()).unwrap()
+    }
+
+    pub async fn latest(&self) -> Option<Manifest> {
+        snapshot::latest(&self.lake()).await.unwrap()
+    }
+
+    /// Run `sql` over the latest snapshot as seen by `scope`.
+    pub async fn sql(&self, scope: Scope, sql: &str) -> Vec<RecordBatch> {
+        let manifest = self.latest().await.expect("a published snapshot");
+        sql_at(&self.lake(), &manifest, scope, sql).await
+    }
+}
+
+pub fn write(path: &Path, bytes: &[u8]) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, bytes).unwrap();
+}
+
+pub async fn sql_at(lake: &Location, manifest: &Manifest, scope: Scope, sql: &str) -> Vec<RecordBatch> {
+    let ctx = SessionContext::new();
+    register_snapshot(&ctx, lake, manifest, &scope).await.unwrap();
+    ctx.sql(sql).await.unwrap().collect().await.unwrap()
+}
+
+pub fn tenant(t: &str) -> Scope {
+    Scope::Tenant(t.to_string())
+}
