@@ -57,7 +57,7 @@ import duckdb
 duckdb.sql("COPY (SELECT * FROM read_csv('$WORK/landing/commissions/*.csv')) TO '$WORK/duck.parquet' (FORMAT parquet)")
 PY
 DUCK_S=$(timed "$WORK/duck.time" "$WORK/venv/bin/python" "$WORK/duck.py")
-DUCK_ROWS=$("$WORK/venv/bin/python" -c "import duckdb; print(duckdb.sql(\"select count(*) from '$WORK/duck.parquet'\").fetchone()[0])")
+DUCK_ROWS=$("$WORK/venv/bin/python" -c "import duckdb; print(duckdb.sql(\"select count(*) from '$WORK/duck.parquet'\").fetchall()[0][0])")
 
 CIP_RPS=$(echo "$ROWS / $CIP_S" | bc -l)
 DUCK_RPS=$(echo "$ROWS / $DUCK_S" | bc -l)

@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod contract;
+pub mod generate;
 pub mod lake;
 pub mod pipelines;
 pub mod query;

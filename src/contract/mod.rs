@@ -260,6 +260,7 @@ impl std::fmt::Display for Entity {
 pub enum RejectCode {
     /// A required value is empty, null or its column is absent.
     MissingValue,
+    /// Not a date `YYYY-MM-DD` (or, for month columns, not `YYYY-MM`).
     InvalidDate,
     /// Not a plain decimal (includes exponent form and thousands separators).
     InvalidMoney,
@@ -269,7 +270,6 @@ pub enum RejectCode {
     InvalidRate,
     /// A value outside a closed set (role, status, kind).
     InvalidEnum,
-    InvalidMonth,
     /// A second row in the same file with the same key and other content.
     DuplicateKeyConflict,
     /// The values parse but contradict each other (e.g. gross commission
@@ -289,7 +289,6 @@ impl RejectCode {
             RejectCode::MoneyPrecision => "money_precision",
             RejectCode::InvalidRate => "invalid_rate",
             RejectCode::InvalidEnum => "invalid_enum",
-            RejectCode::InvalidMonth => "invalid_month",
             RejectCode::DuplicateKeyConflict => "duplicate_key_conflict",
             RejectCode::InconsistentRow => "inconsistent_row",
             RejectCode::MalformedRecord => "malformed_record",

@@ -147,7 +147,7 @@ pub fn parse_cell<'a>(kind: Kind, raw: &'a str) -> Result<Value<'a>, (RejectCode
             .ok_or_else(|| (RejectCode::InvalidDate, format!("'{raw}' is not a date YYYY-MM-DD"))),
         Kind::Month => parse_month(raw)
             .map(|_| Value::Str(raw))
-            .ok_or_else(|| (RejectCode::InvalidMonth, format!("'{raw}' is not a month YYYY-MM"))),
+            .ok_or_else(|| (RejectCode::InvalidDate, format!("'{raw}' is not a month YYYY-MM"))),
         Kind::Money => parse_decimal(raw, MONEY_SCALE as u32, 18).map(Value::Decimal).map_err(|e| match e {
             DecimalError::TooManyFractionDigits => {
                 (RejectCode::MoneyPrecision, format!("'{raw}' has more than 2 fraction digits"))

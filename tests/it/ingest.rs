@@ -272,3 +272,22 @@ async fn a_landing_without_entity_files_is_an_error() {
     let lake = t.lake();
     assert!(lake.store.head(&lake.child("_snapshots/00000000000000000001.json")).await.is_err());
 }
+
+#[tokio::test]
+async fn landing_and_lake_can_be_any_object_store() {
+    // memory:// stores are shared by name within the process.
+    let landing = cip::lake::store::open("memory://it-landing/drop").unwrap();
+    let lake = cip::lake::store::open("memory://it-lake/lake").unwrap();
+    let body = format!("{HEADER}\n{}\n{}\n", JANUARY[0], JANUARY[1]);
+    landing.store.put(&landing.child("commissions/x.csv"), body.into()).await.unwrap();
+    let report = ingest(&landing, &lake, &IngestOptions::default()).await.unwrap();
+    assert_eq!(report.snapshot, Some(1));
+    let manifest = snapshot::latest(&lake).await.unwrap().unwrap();
+    assert_eq!(manifest.rows("commissions"), 2);
+    assert!(manifest.files("commissions")[0].path.starts_with("commissions/tenant_id=t1/"));
+    // 150.00 + -35.50
+    assert_batches_eq!(
+        ["+--------+", "| gross  |", "+--------+", "| 114.50 |", "+--------+"],
+        &sql_at(&lake, &manifest, tenant("t1"), "select sum(gross_commission) as gross from commissions").await
+    );
+}

@@ -1,4 +1,6 @@
 //! Integration tests: one binary, real files, real Parquet, real DataFusion.
 
+mod cli;
+mod generated;
 mod helpers;
 mod ingest;
