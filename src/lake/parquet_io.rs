@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
 use object_store::path::Path;
@@ -12,16 +12,44 @@ use parquet::arrow::{ArrowWriter, ProjectionMask};
 use parquet::basic::Compression;
 use parquet::errors::ParquetError;
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 
 /// Rows per row group: large enough for good compression and scans, small
 /// enough that a writer's buffer stays in the tens of megabytes.
 pub const ROW_GROUP_ROWS: usize = 256 * 1024;
 
-pub fn writer_properties() -> WriterProperties {
-    WriterProperties::builder()
+/// Columns whose values repeat a lot (tenants, agencies, kinds, statuses,
+/// dates, rates): dictionary encoding pays off there. Ids and amounts are
+/// nearly unique, and interning them costs ingest time for nothing.
+fn dictionary_pays(field: &Field) -> bool {
+    match field.data_type() {
+        DataType::Date32 => true,
+        DataType::Decimal128(_, scale) => *scale > crate::contract::MONEY_SCALE,
+        DataType::Utf8 => !matches!(
+            field.name().as_str(),
+            "commission_id"
+                | "policy_id"
+                | "policy_number"
+                | "customer_id"
+                | "renewal_of"
+                | "external_id"
+                | "line_id"
+                | "insured_name"
+                | "record"
+                | "reason"
+        ),
+        _ => false,
+    }
+}
+
+pub fn writer_properties(schema: &Schema) -> WriterProperties {
+    let mut props = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
-        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-        .build()
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS));
+    for field in schema.fields() {
+        props = props.set_column_dictionary_enabled(ColumnPath::from(field.name().as_str()), dictionary_pays(field));
+    }
+    props.build()
 }
 
 /// A Parquet file being built in memory, one batch at a time.
@@ -32,7 +60,9 @@ pub struct MemoryParquet {
 
 impl MemoryParquet {
     pub fn new(schema: SchemaRef) -> Self {
-        let writer = ArrowWriter::try_new(Vec::new(), schema, Some(writer_properties())).expect("valid writer props");
+        let props = writer_properties(&schema);
+        let writer =
+            ArrowWriter::try_new(Vec::with_capacity(8 << 20), schema, Some(props)).expect("valid writer props");
         MemoryParquet { writer, rows: 0 }
     }
 

@@ -64,6 +64,42 @@ pub async fn list(landing: &Location) -> Result<Vec<LandingFile>, object_store::
     Ok(files)
 }
 
+/// Counts bytes read, for the progress bar.
+struct Counting<R> {
+    inner: R,
+    on_bytes: Box<dyn Fn(u64) + Send>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        (self.on_bytes)(n as u64);
+        Ok(n)
+    }
+}
+
+/// Open a landing file for streaming reads. Local files are read directly
+/// (no hand-off between threads per chunk); other stores through
+/// [`ObjectReader`].
+pub fn open(
+    landing: &Location,
+    path: &Path,
+    on_bytes: Box<dyn Fn(u64) + Send>,
+    handle: &tokio::runtime::Handle,
+) -> io::Result<Box<dyn Read + Send>> {
+    if landing.store_url.scheme() == "file" {
+        // Object paths are percent-encoded; the URL form decodes them.
+        let local = url::Url::parse(&format!("file:///{path}"))
+            .ok()
+            .and_then(|u| u.to_file_path().ok())
+            .ok_or_else(|| io::Error::other(format!("not a local path: {path}")))?;
+        let file = std::fs::File::open(local)?;
+        return Ok(Box::new(Counting { inner: BufReader::with_capacity(1 << 20, file), on_bytes }));
+    }
+    let _guard = handle.enter();
+    Ok(Box::new(ObjectReader::open(landing.store.clone(), path.clone(), on_bytes)))
+}
+
 /// A blocking `Read` over an object's byte stream, fed by an async task, so
 /// that a file is parsed as it arrives and never held whole in memory.
 pub struct ObjectReader {
@@ -172,23 +208,20 @@ pub fn read_csv<R: Read, E>(
             continue;
         }
         let mut cells: [Option<&str>; MAX_COLUMNS] = [None; MAX_COLUMNS];
-        let mut bad_utf8 = None;
-        for (cell, col) in cells.iter_mut().zip(&mapping) {
-            if let Some(i) = col {
-                match std::str::from_utf8(&rec[*i]) {
-                    Ok(s) => *cell = Some(s),
-                    Err(_) => bad_utf8 = Some(&headers[*i]),
+        // One UTF-8 check for the whole record; fields are slices of it.
+        let item = match std::str::from_utf8(rec.as_slice()) {
+            Ok(all) => {
+                for (cell, col) in cells.iter_mut().zip(&mapping) {
+                    *cell = col.and_then(|i| rec.range(i)).map(|r| &all[r]);
                 }
+                Item::Record(Record { line, cells: &cells[..entity.columns().len()], raw: &raw })
             }
-        }
-        let item = match bad_utf8 {
-            Some(h) => Item::Malformed {
-                line,
-                reason: format!("{h}: not valid UTF-8"),
-                raw: raw(),
-                tenant: cells[0].map(|t| t.trim().to_string()),
-            },
-            None => Item::Record(Record { line, cells: &cells[..entity.columns().len()], raw: &raw }),
+            Err(_) => {
+                let bad = rec.iter().position(|f| std::str::from_utf8(f).is_err()).unwrap_or(0);
+                let tenant = tenant_at.and_then(|i| rec.get(i)).map(|t| String::from_utf8_lossy(t).trim().to_string());
+                let reason = format!("{}: not valid UTF-8", headers.get(bad).map(String::as_str).unwrap_or("?"));
+                Item::Malformed { line, reason, raw: raw(), tenant }
+            }
         };
         if let Err(e) = each(item) {
             return Ok(Err(e));
@@ -283,9 +316,9 @@ fn json_cells(text: &str, entity: Entity) -> Result<Vec<Option<Cow<'_, str>>>, J
 mod tests {
     use super::*;
 
-    fn collect_csv(text: &str) -> Vec<(u64, Vec<Option<String>>)> {
+    fn collect_csv(text: impl AsRef<[u8]>) -> Vec<(u64, Vec<Option<String>>)> {
         let mut out = Vec::new();
-        read_csv::<_, ()>(text.as_bytes(), Entity::Carriers, |item| {
+        read_csv::<_, ()>(text.as_ref(), Entity::Carriers, |item| {
             match item {
                 Item::Record(r) => out.push((r.line, r.cells.iter().map(|c| c.map(str::to_string)).collect())),
                 Item::Malformed { line, reason, .. } => out.push((line, vec![Some(format!("malformed: {reason}"))])),

@@ -135,10 +135,8 @@ pub fn stage_file(
 ) -> Result<Staged, StageError> {
     let format =
         file.format.ok_or_else(|| StageError::Unreadable("unsupported file type (expected .csv or .jsonl)".into()))?;
-    let input = {
-        let _guard = ctx.handle.enter();
-        source::ObjectReader::open(ctx.landing.store.clone(), file.path.clone(), on_bytes)
-    };
+    let input = source::open(&ctx.landing, &file.path, on_bytes, &ctx.handle)
+        .map_err(|e| StageError::Unreadable(describe_io(&e)))?;
     let mut stager = FileStager {
         ctx,
         file,
