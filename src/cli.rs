@@ -7,7 +7,10 @@ use std::process::ExitCode;
 use chrono::NaiveDate;
 use clap::{Parser, Subcommand};
 
+use crate::auth::{ANALYTICS_READ, REPORTS_WRITE, keys};
+use crate::config::ServeSettings;
 use crate::generate::{self, Format, GenerateOptions};
+use crate::serve::Application;
 
 use crate::lake::store;
 use crate::pipelines::batch::{self, IngestOptions, IngestReport};
@@ -33,6 +36,26 @@ pub enum Command {
         seed: u64,
         #[arg(long, default_value_t = 6)]
         tenants: usize,
+        #[command(flatten)]
+        lake: LakeArg,
+        /// Stop after ingesting instead of serving the API.
+        #[arg(long)]
+        no_serve: bool,
+        /// Address for the API server.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        addr: String,
+    },
+    /// Serve the GraphQL analytics API over the lake.
+    Serve {
+        #[command(flatten)]
+        settings: ServeSettings,
+    },
+    /// Print the served GraphQL schema (SDL).
+    Schema,
+    /// Manage API keys (stored as salted hashes in the lake).
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
         #[command(flatten)]
         lake: LakeArg,
     },
@@ -79,6 +102,25 @@ pub enum Command {
     },
 }
 
+#[derive(Subcommand, Debug)]
+pub enum KeysAction {
+    /// Create a key; it is printed once and never stored.
+    Create {
+        #[arg(long)]
+        tenant: String,
+        /// Comma-separated permissions, e.g. analytics:read,reports:write.
+        #[arg(long, value_delimiter = ',', default_value = "analytics:read")]
+        scopes: Vec<String>,
+        /// Environment tag in the key (cipk_<env>_…).
+        #[arg(long, default_value = "live")]
+        env: String,
+    },
+    /// List keys (ids, tenants, scopes; never the keys).
+    List,
+    /// Revoke a key by id.
+    Revoke { id: String },
+}
+
 #[derive(clap::ValueEnum, Debug, Clone, Copy)]
 pub enum FormatArg {
     Csv,
@@ -93,8 +135,8 @@ pub struct LakeArg {
 }
 
 pub fn main() -> ExitCode {
-    crate::telemetry::init();
     let cli = Cli::parse();
+    crate::telemetry::init(matches!(cli.command, Command::Serve { .. } | Command::Demo { no_serve: false, .. }));
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -107,7 +149,7 @@ pub fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Demo { dir, policies, seed, tenants, lake } => {
+        Command::Demo { dir, policies, seed, tenants, lake, no_serve, addr } => {
             let landing = dir.join("landing");
             let truth = dir.join("truth");
             let started = std::time::Instant::now();
@@ -135,6 +177,51 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let report = ingest(path_str(&landing)?, &lake.url, &opts).await?;
             print!("{}", render_report(&report));
             println!("lake: {}   truth of the planted defects: {}", lake.url, truth.display());
+            if no_serve {
+                return Ok(());
+            }
+            let lake_loc = store::open(&lake.url)?;
+            let tenant = crate::lake::snapshot::latest(&lake_loc)
+                .await?
+                .and_then(|m| m.tenants().into_iter().next())
+                .ok_or_else(|| anyhow::anyhow!("the demo lake has no tenant"))?;
+            let scopes = [ANALYTICS_READ, REPORTS_WRITE].map(String::from).into_iter().collect();
+            let (key, _) = keys::create(&lake_loc, &tenant, scopes, "demo").await?;
+            let settings = ServeSettings { addr, ..ServeSettings::test_config(&lake.url) };
+            let settings =
+                ServeSettings { jwt_secret: None, rate_per_sec: 50.0, rate_burst: 100.0, poll_ms: 1000, ..settings };
+            serve(settings, Some((tenant, key))).await
+        }
+        Command::Serve { settings } => serve(settings, None).await,
+        Command::Schema => {
+            print!("{}", crate::graphql::sdl());
+            Ok(())
+        }
+        Command::Keys { action, lake } => {
+            let lake = store::open(&lake.url)?;
+            match action {
+                KeysAction::Create { tenant, scopes, env } => {
+                    let (key, stored) = keys::create(&lake, &tenant, scopes.into_iter().collect(), &env).await?;
+                    println!("{key}");
+                    eprintln!(
+                        "key {} for tenant {} with scopes {:?}: shown once, store it now",
+                        stored.id, tenant, stored.scopes
+                    );
+                }
+                KeysAction::List => {
+                    let mut all: Vec<_> = keys::load_all(&lake).await?.into_values().collect();
+                    all.sort_by(|a, b| a.created_at.cmp(&b.created_at));
+                    for k in all {
+                        let state = if k.revoked_at.is_some() { "revoked" } else { "active" };
+                        let scopes: Vec<_> = k.scopes.into_iter().collect();
+                        println!("{}  {:<16} {:<8} {}  {}", k.id, k.tenant_id, state, scopes.join(","), k.created_at);
+                    }
+                }
+                KeysAction::Revoke { id } => {
+                    anyhow::ensure!(keys::revoke(&lake, &id).await?, "no key with id {id}");
+                    println!("revoked {id}");
+                }
+            }
             Ok(())
         }
         Command::Generate { out, truth, policies, seed, tenants, format, bad_row_rate, start, end } => {
@@ -169,6 +256,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn serve(settings: ServeSettings, demo: Option<(String, String)>) -> anyhow::Result<()> {
+    let app = Application::build(settings).await?;
+    let url = format!("http://{}", app.local_addr());
+    println!("GraphiQL:  {url}/graphql");
+    println!("health:    {url}/health   ready: {url}/ready   metrics: {url}/metrics");
+    if let Some((tenant, key)) = demo {
+        println!("demo API key for tenant {tenant} (send as header X-API-Key): {key}");
+        println!(
+            "try: curl -s {url}/graphql -H 'X-API-Key: {key}' -H 'content-type: application/json' \\\n     -d '{{\"query\":\"{{ agencies {{ id name kpis(asOf: \\\"2025-12-31\\\") {{ ytdCommission activePolicies }} }} }}\"}}'"
+        );
+    }
+    println!("Ctrl-C stops the server.");
+    app.run_until_stopped(crate::serve::shutdown_signal()).await?;
+    Ok(())
 }
 
 /// Marks a folder as written by `cip generate`, so that it may be replaced.

@@ -4,3 +4,5 @@ mod cli;
 mod generated;
 mod helpers;
 mod ingest;
+mod metrics;
+mod serve;

@@ -1,0 +1,379 @@
+//! Types and root fields of the analytics API.
+
+use std::collections::BTreeMap;
+
+use async_graphql::dataloader::DataLoader;
+use async_graphql::{ComplexObject, Context, Enum, ID, InputObject, Object, Result, SimpleObject};
+use chrono::{Datelike, Months, NaiveDate};
+use rust_decimal::Decimal;
+
+use super::errors::{bad_input, internal};
+use super::loaders::{PerfKey, Performance, PerformanceLoader, Subject};
+use super::scalars::{Date, Money};
+use super::view;
+use crate::query::metrics::{self, DateRange as Range, Dimension as Dim, Filters, Metric as M, MetricValue};
+use crate::query::view::{AgencyInfo, AgentInfo, CarrierInfo};
+
+/// A half-open date range `[from, to)`.
+#[derive(InputObject, Debug, Clone, Copy)]
+pub struct DateRange {
+    pub from: Date,
+    pub to: Date,
+}
+
+impl DateRange {
+    fn checked(self) -> Result<Range> {
+        if self.to.0 < self.from.0 {
+            return Err(bad_input("range.to must not be before range.from"));
+        }
+        Ok(Range { from: self.from.0, to: self.to.0 })
+    }
+}
+
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dimension {
+    Agency,
+    Agent,
+    Carrier,
+    LineOfBusiness,
+    Month,
+}
+
+impl Dimension {
+    fn engine(self) -> Dim {
+        match self {
+            Dimension::Agency => Dim::Agency,
+            Dimension::Agent => Dim::Agent,
+            Dimension::Carrier => Dim::Carrier,
+            Dimension::LineOfBusiness => Dim::LineOfBusiness,
+            Dimension::Month => Dim::Month,
+        }
+    }
+}
+
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metric {
+    GrossCommission,
+    AgentCommission,
+    WrittenPremium,
+    PolicyCount,
+    NewBusinessCount,
+    RenewalRate,
+    CancellationRate,
+    AverageCommissionRate,
+}
+
+impl Metric {
+    /// The value of a period without activity.
+    fn zero(self) -> MetricValue {
+        match self {
+            Metric::GrossCommission | Metric::AgentCommission | Metric::WrittenPremium => {
+                MetricValue::Money(Decimal::ZERO)
+            }
+            Metric::PolicyCount | Metric::NewBusinessCount => MetricValue::Count(0),
+            Metric::RenewalRate | Metric::CancellationRate | Metric::AverageCommissionRate => MetricValue::Rate(None),
+        }
+    }
+
+    fn engine(self) -> M {
+        match self {
+            Metric::GrossCommission => M::GrossCommission,
+            Metric::AgentCommission => M::AgentCommission,
+            Metric::WrittenPremium => M::WrittenPremium,
+            Metric::PolicyCount => M::PolicyCount,
+            Metric::NewBusinessCount => M::NewBusinessCount,
+            Metric::RenewalRate => M::RenewalRate,
+            Metric::CancellationRate => M::CancellationRate,
+            Metric::AverageCommissionRate => M::AverageCommissionRate,
+        }
+    }
+}
+
+/// One metric's value: exactly one of `amount` (money), `count` or `rate`
+/// is set, by the metric's kind; `rate` is null when undefined.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct Value {
+    pub amount: Option<Money>,
+    pub count: Option<i64>,
+    pub rate: Option<f64>,
+}
+
+impl Value {
+    fn of(v: &MetricValue) -> Self {
+        match v {
+            MetricValue::Money(d) => Value { amount: Some(Money(*d)), count: None, rate: None },
+            MetricValue::Count(n) => Value { amount: None, count: Some(*n), rate: None },
+            MetricValue::Rate(r) => Value { amount: None, count: None, rate: *r },
+        }
+    }
+
+    /// For ordering: money and counts exactly, rates as their decimal.
+    fn sort_key(v: &MetricValue) -> Decimal {
+        match v {
+            MetricValue::Money(d) => *d,
+            MetricValue::Count(n) => Decimal::from(*n),
+            MetricValue::Rate(r) => r.and_then(Decimal::from_f64_retain).unwrap_or(Decimal::MIN),
+        }
+    }
+}
+
+#[derive(SimpleObject, Debug, Clone)]
+pub struct RankedEntry {
+    /// 1 = best; ties share the lower number (1, 2, 2, 4).
+    pub rank: i32,
+    /// Id of the agency, agent or carrier; the line or month otherwise.
+    pub key: String,
+    pub name: Option<String>,
+    pub value: Value,
+}
+
+#[derive(SimpleObject, Debug, Clone)]
+pub struct Point {
+    /// `YYYY-MM`.
+    pub month: String,
+    pub value: Value,
+}
+
+#[derive(SimpleObject, Debug, Clone)]
+pub struct Series {
+    /// The group's key (empty for the whole tenant).
+    pub key: String,
+    pub name: Option<String>,
+    pub points: Vec<Point>,
+}
+
+#[derive(SimpleObject, Debug, Clone)]
+pub struct Kpis {
+    pub as_of: Date,
+    pub mtd_commission: Money,
+    pub ytd_commission: Money,
+    pub active_policies: i64,
+    pub written_premium_ytd: Money,
+    /// Renewal rate over the 12 months before `asOf`.
+    #[graphql(name = "retentionRate12m")]
+    pub retention_rate_12m: Option<f64>,
+}
+
+async fn performance(ctx: &Context<'_>, subject: Subject, id: &str, range: DateRange) -> Result<Performance> {
+    let r = range.checked()?;
+    let loader = ctx.data_unchecked::<DataLoader<PerformanceLoader>>();
+    let key = PerfKey { subject, from: r.from, to: r.to, id: id.to_string() };
+    Ok(loader.load_one(key).await.map_err(internal)?.unwrap_or_else(Performance::empty))
+}
+
+pub struct Agency(AgencyInfo);
+
+#[Object]
+impl Agency {
+    async fn id(&self) -> ID {
+        ID(self.0.id.clone())
+    }
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    async fn state(&self) -> Option<&str> {
+        self.0.state.as_deref()
+    }
+    /// Key figures at a date (month- and year-to-date include `asOf`).
+    async fn kpis(&self, ctx: &Context<'_>, as_of: Date) -> Result<Kpis> {
+        let filters = Filters { agency_id: Some(self.0.id.clone()), ..Default::default() };
+        let rows = metrics::kpis(&view(ctx).session, as_of.0, &filters, &[]).await.map_err(internal)?;
+        let k = rows.into_iter().next().map(|(_, k)| k).ok_or_else(|| internal("kpis returned no row"))?;
+        Ok(Kpis {
+            as_of,
+            mtd_commission: Money(k.mtd_commission),
+            ytd_commission: Money(k.ytd_commission),
+            active_policies: k.active_policies,
+            written_premium_ytd: Money(k.written_premium_ytd),
+            retention_rate_12m: k.retention_rate_12m,
+        })
+    }
+    async fn performance(&self, ctx: &Context<'_>, range: DateRange) -> Result<Performance> {
+        performance(ctx, Subject::Agency, &self.0.id, range).await
+    }
+    async fn agents(&self, ctx: &Context<'_>) -> Result<Vec<Agent>> {
+        let dir = view(ctx).directory().await.map_err(internal)?;
+        Ok(dir.agents.iter().filter(|a| a.agency_id == self.0.id).cloned().map(Agent).collect())
+    }
+}
+
+pub struct Agent(AgentInfo);
+
+#[Object]
+impl Agent {
+    async fn id(&self) -> ID {
+        ID(self.0.id.clone())
+    }
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    /// `producer` or `manager`.
+    async fn role(&self) -> &str {
+        &self.0.role
+    }
+    async fn status(&self) -> Option<&str> {
+        self.0.status.as_deref()
+    }
+    async fn agency(&self, ctx: &Context<'_>) -> Result<Agency> {
+        let dir = view(ctx).directory().await.map_err(internal)?;
+        let a = dir.agency(&self.0.agency_id).cloned().unwrap_or(AgencyInfo {
+            id: self.0.agency_id.clone(),
+            name: self.0.agency_id.clone(),
+            state: None,
+        });
+        Ok(Agency(a))
+    }
+    async fn performance(&self, ctx: &Context<'_>, range: DateRange) -> Result<Performance> {
+        performance(ctx, Subject::Agent, &self.0.id, range).await
+    }
+}
+
+#[derive(SimpleObject)]
+#[graphql(complex)]
+pub struct Carrier {
+    id: ID,
+    name: String,
+}
+
+#[ComplexObject]
+impl Carrier {
+    async fn performance(&self, ctx: &Context<'_>, range: DateRange) -> Result<Performance> {
+        performance(ctx, Subject::Carrier, &self.id, range).await
+    }
+}
+
+impl From<&CarrierInfo> for Carrier {
+    fn from(c: &CarrierInfo) -> Self {
+        Carrier { id: ID(c.id.clone()), name: c.name.clone() }
+    }
+}
+
+fn months(range: &Range) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut m = NaiveDate::from_ymd_opt(range.from.year(), range.from.month(), 1).expect("first of month");
+    while m < range.to {
+        out.push(m.format("%Y-%m").to_string());
+        m = m + Months::new(1);
+    }
+    out
+}
+
+pub struct Query;
+
+#[Object]
+impl Query {
+    /// The caller's agencies.
+    async fn agencies(&self, ctx: &Context<'_>) -> Result<Vec<Agency>> {
+        let dir = view(ctx).directory().await.map_err(internal)?;
+        Ok(dir.agencies.iter().cloned().map(Agency).collect())
+    }
+    async fn agency(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Agency>> {
+        let dir = view(ctx).directory().await.map_err(internal)?;
+        Ok(dir.agency(&id).cloned().map(Agency))
+    }
+    async fn agent(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Agent>> {
+        let dir = view(ctx).directory().await.map_err(internal)?;
+        Ok(dir.agent(&id).cloned().map(Agent))
+    }
+    async fn carriers(&self, ctx: &Context<'_>) -> Result<Vec<Carrier>> {
+        let dir = view(ctx).directory().await.map_err(internal)?;
+        Ok(dir.carriers.iter().map(Carrier::from).collect())
+    }
+    async fn carrier(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Carrier>> {
+        let dir = view(ctx).directory().await.map_err(internal)?;
+        Ok(dir.carrier(&id).map(Carrier::from))
+    }
+
+    /// Entries of a dimension ranked by a metric over a range, best first.
+    async fn leaderboard(
+        &self,
+        ctx: &Context<'_>,
+        by: Dimension,
+        range: DateRange,
+        #[graphql(default_with = "Metric::GrossCommission")] metric: Metric,
+        agency_id: Option<ID>,
+        #[graphql(default = 50)] first: i32,
+    ) -> Result<Vec<RankedEntry>> {
+        let r = range.checked()?;
+        if !(1..=1000).contains(&first) {
+            return Err(bad_input("first must be between 1 and 1000"));
+        }
+        let filters = Filters { agency_id: agency_id.map(|i| i.0), ..Default::default() };
+        let v = view(ctx);
+        let rows =
+            metrics::compute(&v.session, &[metric.engine()], &r, &[by.engine()], &filters).await.map_err(internal)?;
+        let dir = v.directory().await.map_err(internal)?;
+        let mut entries: Vec<(String, MetricValue)> =
+            rows.into_iter().map(|row| (row.group[0].clone(), row.values[0])).collect();
+        entries.sort_by(|a, b| Value::sort_key(&b.1).cmp(&Value::sort_key(&a.1)).then_with(|| a.0.cmp(&b.0)));
+        let keys: Vec<Decimal> = entries.iter().map(|(_, v)| Value::sort_key(v)).collect();
+        let ranks = metrics::competition_ranks(&keys);
+        Ok(entries
+            .into_iter()
+            .zip(ranks)
+            .take(first as usize)
+            .map(|((key, value), rank)| RankedEntry {
+                rank: rank as i32,
+                name: name_of(&dir, by, &key),
+                key,
+                value: Value::of(&value),
+            })
+            .collect())
+    }
+
+    /// Monthly points of a metric over a range, one series per group (one
+    /// series for the whole tenant without `groupBy`). Months without
+    /// activity are zero (null for rates).
+    async fn trend(
+        &self,
+        ctx: &Context<'_>,
+        metric: Metric,
+        range: DateRange,
+        group_by: Option<Dimension>,
+        agency_id: Option<ID>,
+    ) -> Result<Vec<Series>> {
+        let r = range.checked()?;
+        if group_by == Some(Dimension::Month) {
+            return Err(bad_input("groupBy MONTH is implied by trend; choose another dimension"));
+        }
+        let filters = Filters { agency_id: agency_id.map(|i| i.0), ..Default::default() };
+        let mut dims: Vec<Dim> = group_by.iter().map(|d| d.engine()).collect();
+        dims.push(Dim::Month);
+        let v = view(ctx);
+        let rows = metrics::compute(&v.session, &[metric.engine()], &r, &dims, &filters).await.map_err(internal)?;
+        let dir = v.directory().await.map_err(internal)?;
+        let mut by_group: BTreeMap<String, BTreeMap<String, MetricValue>> = BTreeMap::new();
+        for row in rows {
+            let (key, month) = match group_by {
+                Some(_) => (row.group[0].clone(), row.group[1].clone()),
+                None => (String::new(), row.group[0].clone()),
+            };
+            by_group.entry(key).or_default().insert(month, row.values[0]);
+        }
+        if group_by.is_none() && by_group.is_empty() {
+            by_group.insert(String::new(), BTreeMap::new());
+        }
+        let zero = metric.zero();
+        let all_months = months(&r);
+        Ok(by_group
+            .into_iter()
+            .map(|(key, points)| Series {
+                name: group_by.and_then(|d| name_of(&dir, d, &key)),
+                points: all_months
+                    .iter()
+                    .map(|m| Point { month: m.clone(), value: Value::of(points.get(m).unwrap_or(&zero)) })
+                    .collect(),
+                key,
+            })
+            .collect())
+    }
+}
+
+fn name_of(dir: &crate::query::view::Directory, by: Dimension, key: &str) -> Option<String> {
+    match by {
+        Dimension::Agency => dir.agency(key).map(|a| a.name.clone()),
+        Dimension::Agent => dir.agent(key).map(|a| a.name.clone()),
+        Dimension::Carrier => dir.carrier(key).map(|c| c.name.clone()),
+        Dimension::LineOfBusiness | Dimension::Month => None,
+    }
+}

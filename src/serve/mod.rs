@@ -1,0 +1,91 @@
+//! `cip serve`: the analytics API over the lake.
+
+pub mod limits;
+pub mod routes;
+pub mod state;
+pub mod stats;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get;
+use tokio::net::TcpListener;
+
+pub use state::AppState;
+
+use crate::config::ServeSettings;
+
+pub struct Application {
+    listener: TcpListener,
+    state: Arc<AppState>,
+}
+
+impl Application {
+    /// Bind the address and load the newest snapshot (if any).
+    pub async fn build(settings: ServeSettings) -> anyhow::Result<Self> {
+        let state = Arc::new(AppState::new(settings)?);
+        if let Err(e) = state.refresh().await {
+            tracing::warn!(error = %e, "no snapshot loaded at start; will keep polling");
+        }
+        let listener = TcpListener::bind(&state.settings.addr).await?;
+        Ok(Application { listener, state })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.local_addr().port()
+    }
+
+    pub fn local_addr(&self) -> std::net::SocketAddr {
+        self.listener.local_addr().expect("bound listener has an address")
+    }
+
+    pub fn state(&self) -> Arc<AppState> {
+        self.state.clone()
+    }
+
+    pub fn router(state: Arc<AppState>) -> Router {
+        Router::new()
+            .route("/graphql", get(routes::graphiql).post(routes::graphql))
+            .route("/health", get(routes::health))
+            .route("/ready", get(routes::ready))
+            .route("/metrics", get(routes::metrics))
+            .with_state(state)
+    }
+
+    /// Serve until `shutdown` resolves; in-flight requests are finished.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let state = self.state.clone();
+        let poll = Duration::from_millis(state.settings.poll_ms);
+        let poller = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(poll).await;
+                if let Err(e) = state.refresh().await {
+                    tracing::warn!(error = %e, "snapshot refresh failed");
+                }
+            }
+        });
+        let app = Self::router(self.state.clone());
+        let result = axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await;
+        poller.abort();
+        result
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down");
+}

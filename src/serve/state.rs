@@ -1,0 +1,148 @@
+//! What the server holds: the current snapshot (swapped atomically when a
+//! newer one is published), per-tenant views of it, API keys, limits,
+//! the result cache and counters.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, RwLock};
+
+use axum::http::HeaderMap;
+use tokio::sync::Semaphore;
+
+use super::limits::RateLimiter;
+use super::stats::Stats;
+use crate::auth::jwt::JwtVerifier;
+use crate::auth::keys::{self, StoredKey};
+use crate::auth::{AuthError, Principal};
+use crate::config::ServeSettings;
+use crate::graphql::{CipSchema, build_schema};
+use crate::lake::{Location, Manifest, snapshot, store};
+use crate::query::view::TenantView;
+
+/// One published snapshot and the tenant views opened on it so far.
+pub struct Current {
+    pub manifest: Arc<Manifest>,
+    views: tokio::sync::Mutex<HashMap<String, Arc<TenantView>>>,
+}
+
+/// Responses of successful queries, keyed by (snapshot, tenant, normalised
+/// query, operation, variables). Cleared when the snapshot changes.
+pub struct ResultCache {
+    entries: Mutex<HashMap<u128, bytes::Bytes>>,
+    capacity: usize,
+}
+
+impl ResultCache {
+    fn new(capacity: usize) -> Self {
+        ResultCache { entries: Mutex::new(HashMap::new()), capacity }
+    }
+
+    pub fn key(version: u64, tenant: &str, query: &str, operation: Option<&str>, variables: &str) -> u128 {
+        let normalised: String = query.split_whitespace().collect::<Vec<_>>().join(" ");
+        let text = format!("{version}\u{1}{tenant}\u{1}{normalised}\u{1}{}\u{1}{variables}", operation.unwrap_or(""));
+        xxhash_rust::xxh3::xxh3_128(text.as_bytes())
+    }
+
+    pub fn get(&self, key: u128) -> Option<bytes::Bytes> {
+        self.entries.lock().expect("cache lock").get(&key).cloned()
+    }
+
+    pub fn put(&self, key: u128, body: bytes::Bytes) {
+        let mut e = self.entries.lock().expect("cache lock");
+        if e.len() >= self.capacity {
+            e.clear();
+        }
+        e.insert(key, body);
+    }
+
+    fn clear(&self) {
+        self.entries.lock().expect("cache lock").clear();
+    }
+}
+
+pub struct AppState {
+    pub settings: ServeSettings,
+    pub lake: Location,
+    pub schema: CipSchema,
+    pub limiter: RateLimiter,
+    pub slots: Arc<Semaphore>,
+    pub stats: Stats,
+    pub cache: ResultCache,
+    current: RwLock<Option<Arc<Current>>>,
+    keys: RwLock<HashMap<String, StoredKey>>,
+    jwt: Option<JwtVerifier>,
+}
+
+impl AppState {
+    pub fn new(settings: ServeSettings) -> anyhow::Result<Self> {
+        settings.validate()?;
+        let lake = store::open(&settings.lake)?;
+        let jwt = match (&settings.jwt_public_key, &settings.jwt_secret) {
+            (Some(pem), _) => Some(JwtVerifier::rs256(&std::fs::read(pem)?)?),
+            (None, Some(secret)) => Some(JwtVerifier::hs256(secret.as_bytes())),
+            (None, None) => None,
+        };
+        Ok(AppState {
+            schema: build_schema(settings.shape_limits()),
+            limiter: RateLimiter::new(settings.rate_per_sec, settings.rate_burst),
+            slots: Arc::new(Semaphore::new(settings.max_concurrent_queries)),
+            stats: Stats::default(),
+            cache: ResultCache::new(10_000),
+            current: RwLock::new(None),
+            keys: RwLock::new(HashMap::new()),
+            jwt,
+            lake,
+            settings,
+        })
+    }
+
+    /// Load API keys and the newest snapshot if it differs from the one
+    /// served. Returns the version now served.
+    pub async fn refresh(&self) -> anyhow::Result<Option<u64>> {
+        let keys = keys::load_all(&self.lake).await?;
+        *self.keys.write().expect("keys lock") = keys;
+        let served = self.version();
+        let latest = snapshot::latest_version(&self.lake).await?;
+        if let Some(version) = latest.filter(|v| Some(*v) != served) {
+            let manifest = snapshot::read(&self.lake, version).await?;
+            let next = Arc::new(Current { manifest: Arc::new(manifest), views: Default::default() });
+            *self.current.write().expect("snapshot lock") = Some(next);
+            self.cache.clear();
+            self.stats.snapshot_version.store(version, Ordering::Relaxed);
+            self.stats.snapshot_swaps.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(version, "serving snapshot");
+        }
+        Ok(self.version())
+    }
+
+    pub fn version(&self) -> Option<u64> {
+        self.current.read().expect("snapshot lock").as_ref().map(|c| c.manifest.version)
+    }
+
+    /// The tenant's view of the current snapshot; `None` before any snapshot.
+    pub async fn view(&self, tenant: &str) -> anyhow::Result<Option<Arc<TenantView>>> {
+        let Some(current) = self.current.read().expect("snapshot lock").clone() else { return Ok(None) };
+        let mut views = current.views.lock().await;
+        if let Some(v) = views.get(tenant) {
+            return Ok(Some(v.clone()));
+        }
+        let v =
+            Arc::new(TenantView::open(&self.lake, &current.manifest, tenant, self.settings.session_limits()).await?);
+        views.insert(tenant.to_string(), v.clone());
+        Ok(Some(v))
+    }
+
+    /// Resolve the request's credentials to a principal.
+    pub fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, AuthError> {
+        if let Some(key) = headers.get("x-api-key") {
+            let key = key.to_str().map_err(|_| AuthError::Invalid)?;
+            return keys::verify(&self.keys.read().expect("keys lock"), key.trim());
+        }
+        if let Some(auth) = headers.get(axum::http::header::AUTHORIZATION) {
+            let auth = auth.to_str().map_err(|_| AuthError::Invalid)?;
+            let token = auth.strip_prefix("Bearer ").ok_or(AuthError::Invalid)?;
+            return self.jwt.as_ref().ok_or(AuthError::Invalid)?.verify(token.trim());
+        }
+        Err(AuthError::Missing)
+    }
+}
