@@ -499,7 +499,7 @@ fn agent_commission(w: &Window) -> Result<Expr, MetricsError> {
 /// Average commission rate = this / [`commission_rate_denominator`]: gross
 /// commission of `new` and `renewal` rows ...
 fn commission_rate_numerator(w: &Window) -> Result<Expr, MetricsError> {
-    sum_if(in_window(TRANSACTION_DATE, w), col("gross_commission"))
+    sum_if(in_window(TRANSACTION_DATE, w).and(is_new_or_renewal()), col("gross_commission"))
 }
 
 /// ... over their `premium_amount`.
@@ -646,7 +646,8 @@ pub fn periods(range: &DateRange, dim: Dimension) -> Vec<(String, DateRange)> {
 fn period_table(ctx: &SessionContext, range: &DateRange, group_by: &[Dimension]) -> Result<DataFrame, MetricsError> {
     let finest = group_by.iter().filter_map(|d| d.months().map(|m| (m, *d))).min().expect("a time dimension").1;
     let parts = periods(range, finest);
-    let mut fields = vec![Field::new(PERIOD_FROM, DataType::Date32, false), Field::new(PERIOD_TO, DataType::Date32, false)];
+    let mut fields =
+        vec![Field::new(PERIOD_FROM, DataType::Date32, false), Field::new(PERIOD_TO, DataType::Date32, false)];
     let mut columns: Vec<ArrayRef> = vec![
         Arc::new(Date32Array::from_iter_values(parts.iter().map(|(_, r)| date_to_days(r.from)))),
         Arc::new(Date32Array::from_iter_values(parts.iter().map(|(_, r)| date_to_days(r.to)))),
@@ -795,15 +796,17 @@ async fn family_query(
 ) -> Result<DataFrame, MetricsError> {
     let w = Window::of(range);
     let df = match family {
-        Family::Commission => commission_facts(ctx, filters).await?.filter(in_window(TRANSACTION_DATE, &w))?.aggregate(
-            group_exprs(group_by, &TimeKeys::Date(TRANSACTION_DATE)),
-            aggregates(vec![
-                gross_commission(&w),
-                agent_commission(&w),
-                commission_rate_numerator(&w),
-                commission_rate_denominator(&w),
-            ])?,
-        )?,
+        Family::Commission => {
+            commission_facts(ctx, filters).await?.filter(in_window(TRANSACTION_DATE, &w))?.aggregate(
+                group_exprs(group_by, &TimeKeys::Date(TRANSACTION_DATE)),
+                aggregates(vec![
+                    gross_commission(&w),
+                    agent_commission(&w),
+                    commission_rate_numerator(&w),
+                    commission_rate_denominator(&w),
+                ])?,
+            )?
+        }
         Family::Policy => policy_facts(ctx, filters, false).await?.filter(in_window(EFFECTIVE_DATE, &w))?.aggregate(
             group_exprs(group_by, &TimeKeys::Date(EFFECTIVE_DATE)),
             aggregates(vec![written_premium(&w), policy_count(&w), new_business_count(&w)])?,
@@ -855,12 +858,13 @@ pub async fn compute(
     for family in families {
         plans.push((family, family_query(ctx, family, range, group_by, filters).await?));
     }
-    let results: HashMap<Family, Groups> = futures::future::try_join_all(
-        plans.into_iter().map(|(family, df)| async move { Ok::<_, MetricsError>((family, grouped(ctx, df, group_by.len()).await?)) }),
-    )
-    .await?
-    .into_iter()
-    .collect();
+    let results: HashMap<Family, Groups> =
+        futures::future::try_join_all(plans.into_iter().map(|(family, df)| async move {
+            Ok::<_, MetricsError>((family, grouped(ctx, df, group_by.len()).await?))
+        }))
+        .await?
+        .into_iter()
+        .collect();
 
     let mut keys: BTreeSet<Vec<String>> = results.values().flat_map(|g| g.keys().cloned()).collect();
     match group_by {
@@ -873,7 +877,8 @@ pub async fn compute(
     Ok(keys
         .into_iter()
         .map(|key| {
-            let values = metrics.iter().map(|m| metric_value(*m, results.get(&m.family()).and_then(|g| g.get(&key)))).collect();
+            let values =
+                metrics.iter().map(|m| metric_value(*m, results.get(&m.family()).and_then(|g| g.get(&key)))).collect();
             Row { group: key, values }
         })
         .collect())
@@ -954,16 +959,21 @@ pub async fn kpis(
     let retention = Window::of(&DateRange::new(retention_from, as_of));
     let at = date_lit(as_of);
 
-    let commission = commission_facts(ctx, filters)
-        .await?
-        .filter(in_window(TRANSACTION_DATE, &ytd))?
-        .aggregate(group_exprs(group_by, &TimeKeys::None), aggregates(vec![gross_commission(&mtd), gross_commission(&ytd)])?)?;
+    let commission = commission_facts(ctx, filters).await?.filter(in_window(TRANSACTION_DATE, &ytd))?.aggregate(
+        group_exprs(group_by, &TimeKeys::None),
+        aggregates(vec![gross_commission(&mtd), gross_commission(&ytd)])?,
+    )?;
     let policy = policy_facts(ctx, filters, true)
         .await?
         .filter(in_window(EFFECTIVE_DATE, &ytd).or(is_active_at(at.clone())).or(is_up_for_renewal(&retention)))?
         .aggregate(
             group_exprs(group_by, &TimeKeys::None),
-            aggregates(vec![written_premium(&ytd), active_policies_at(at), up_for_renewal(&retention), renewed(&retention)])?,
+            aggregates(vec![
+                written_premium(&ytd),
+                active_policies_at(at),
+                up_for_renewal(&retention),
+                renewed(&retention),
+            ])?,
         )?;
     let n = group_by.len();
     let (commission, policy) = futures::try_join!(grouped(ctx, commission, n), grouped(ctx, policy, n))?;

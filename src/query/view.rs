@@ -10,6 +10,7 @@ use datafusion::error::Result;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
+use super::metrics::QueryCounter;
 use super::tables::{Scope, register_snapshot};
 use crate::lake::{Location, Manifest};
 
@@ -86,8 +87,10 @@ impl TenantView {
     /// construction.
     pub async fn open(lake: &Location, manifest: &Manifest, tenant: &str, limits: SessionLimits) -> Result<Self> {
         let runtime = RuntimeEnvBuilder::new().with_memory_limit(limits.memory_bytes, 1.0).build_arc()?;
-        let config =
-            SessionConfig::new().with_target_partitions(limits.target_partitions).with_information_schema(false);
+        let config = SessionConfig::new()
+            .with_target_partitions(limits.target_partitions)
+            .with_information_schema(false)
+            .with_extension(Arc::new(QueryCounter::default()));
         let session = SessionContext::new_with_config_rt(config, runtime);
         register_snapshot(&session, lake, manifest, &Scope::Tenant(tenant.to_string())).await?;
         Ok(TenantView {

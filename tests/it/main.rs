@@ -2,6 +2,7 @@
 
 mod cli;
 mod generated;
+mod graphql;
 mod helpers;
 mod ingest;
 mod metrics;

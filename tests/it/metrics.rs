@@ -540,6 +540,9 @@ async fn cancellation_rate_and_active_policies() {
     assert_eq!(counter.get() - before, 1);
     assert_eq!(active, vec![(vec!["G1".to_string()], 3), (vec!["G2".to_string()], 2)]);
     assert_eq!(active_policies(&ctx, date("2024-03-15"), &none, &[]).await.unwrap(), vec![(vec![], 5)]);
+    // P4 is cancelled on 2024-03-10: active the day before (6 = the 5 above + P4), not on the day (5).
+    assert_eq!(active_policies(&ctx, date("2024-03-09"), &none, &[]).await.unwrap(), vec![(vec![], 6)]);
+    assert_eq!(active_policies(&ctx, date("2024-03-10"), &none, &[]).await.unwrap(), vec![(vec![], 5)]);
     // At 2024-01-01 (the cancellation denominator above): 6.
     assert_eq!(active_policies(&ctx, date("2024-01-01"), &none, &[]).await.unwrap(), vec![(vec![], 6)]);
     // On K2 at 03-15: P6, P9.

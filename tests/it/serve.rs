@@ -16,7 +16,7 @@ use crate::helpers::TestLake;
 /// Tenant t1: agencies G1 (agents A1, A2, manager M1) and G2 (agent A3);
 /// carriers K1, K2. Tenant t2: one of each, with much larger numbers, so
 /// that any leak into t1's figures would show.
-const BOOK: &[(&str, &str)] = &[
+pub const BOOK: &[(&str, &str)] = &[
     (
         "agencies/a.csv",
         "tenant_id,agency_id,name,state\nt1,G1,North Agency,OH\nt1,G2,South Agency,TX\nt2,G1,Other Group,CA\n",
