@@ -12,6 +12,7 @@ use super::loaders::{PerfKey, Performance, PerformanceLoader, Subject};
 use super::scalars::{Date, Money};
 use super::view;
 use crate::query::metrics::{self, DateRange as Range, Dimension as Dim, Filters, Metric as M, MetricValue};
+use crate::query::policies::{self, PolicyInfo};
 use crate::query::view::{AgencyInfo, AgentInfo, CarrierInfo};
 
 /// A half-open date range `[from, to)`.
@@ -154,6 +155,66 @@ pub struct Kpis {
     pub retention_rate_12m: Option<f64>,
 }
 
+/// One policy term.
+pub struct Policy(PolicyInfo);
+
+#[Object]
+impl Policy {
+    async fn id(&self) -> ID {
+        ID(self.0.id.clone())
+    }
+    async fn policy_number(&self) -> &str {
+        &self.0.policy_number
+    }
+    async fn customer_id(&self) -> &str {
+        &self.0.customer_id
+    }
+    async fn line_of_business(&self) -> &str {
+        &self.0.line_of_business
+    }
+    async fn effective_date(&self) -> Date {
+        Date(self.0.effective_date)
+    }
+    async fn expiration_date(&self) -> Date {
+        Date(self.0.expiration_date)
+    }
+    async fn premium(&self) -> Money {
+        Money(self.0.premium)
+    }
+    /// `active`, `cancelled` or `expired`.
+    async fn status(&self) -> &str {
+        &self.0.status
+    }
+    async fn cancellation_date(&self) -> Option<Date> {
+        self.0.cancellation_date.map(Date)
+    }
+    /// The policy this term renews.
+    async fn renewal_of(&self) -> Option<ID> {
+        self.0.renewal_of.clone().map(ID)
+    }
+    async fn agent(&self, ctx: &Context<'_>) -> Result<Option<Agent>> {
+        let dir = view(ctx).directory().await.map_err(internal)?;
+        Ok(dir.agent(&self.0.agent_id).cloned().map(Agent))
+    }
+    async fn carrier(&self, ctx: &Context<'_>) -> Result<Option<Carrier>> {
+        let dir = view(ctx).directory().await.map_err(internal)?;
+        Ok(dir.carrier(&self.0.carrier_id).map(Carrier::from))
+    }
+}
+
+/// Renewal counts of one group.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct RetentionRow {
+    pub key: String,
+    pub name: Option<String>,
+    /// Policies expiring in the range that were not cancelled before.
+    pub up_for_renewal: i64,
+    /// Those of them that a later term names in `renewal_of`.
+    pub renewed: i64,
+    /// renewed / upForRenewal; null when none were up.
+    pub renewal_rate: Option<f64>,
+}
+
 async fn performance(ctx: &Context<'_>, subject: Subject, id: &str, range: DateRange) -> Result<Performance> {
     let r = range.checked()?;
     let loader = ctx.data_unchecked::<DataLoader<PerformanceLoader>>();
@@ -194,6 +255,22 @@ impl Agency {
     async fn agents(&self, ctx: &Context<'_>) -> Result<Vec<Agent>> {
         let dir = view(ctx).directory().await.map_err(internal)?;
         Ok(dir.agents.iter().filter(|a| a.agency_id == self.0.id).cloned().map(Agent).collect())
+    }
+    /// The agency's policies written in the range, largest premium first.
+    async fn top_policies(
+        &self,
+        ctx: &Context<'_>,
+        range: DateRange,
+        #[graphql(default = 10)] first: i32,
+    ) -> Result<Vec<Policy>> {
+        let r = range.checked()?;
+        if !(1..=1000).contains(&first) {
+            return Err(bad_input("first must be between 1 and 1000"));
+        }
+        let rows = policies::top_by_premium(&view(ctx).session, &self.0.id, r.from, r.to, first as usize)
+            .await
+            .map_err(internal)?;
+        Ok(rows.into_iter().map(Policy).collect())
     }
 }
 
@@ -317,6 +394,34 @@ impl Query {
                 name: name_of(&dir, by, &key),
                 key,
                 value: Value::of(&value),
+            })
+            .collect())
+    }
+
+    /// Renewal counts and rate of policies expiring in the range, per group.
+    async fn retention(
+        &self,
+        ctx: &Context<'_>,
+        range: DateRange,
+        group_by: Dimension,
+        agency_id: Option<ID>,
+    ) -> Result<Vec<RetentionRow>> {
+        let r = range.checked()?;
+        let filters = Filters { agency_id: agency_id.map(|i| i.0), ..Default::default() };
+        let v = view(ctx);
+        let rows = metrics::renewal_counts(&v.session, &r, &[group_by.engine()], &filters).await.map_err(internal)?;
+        let dir = v.directory().await.map_err(internal)?;
+        Ok(rows
+            .into_iter()
+            .map(|c| {
+                let key = c.group[0].clone();
+                RetentionRow {
+                    name: name_of(&dir, group_by, &key),
+                    key,
+                    up_for_renewal: c.up_for_renewal,
+                    renewed: c.renewed,
+                    renewal_rate: (c.up_for_renewal > 0).then(|| c.renewed as f64 / c.up_for_renewal as f64),
+                }
             })
             .collect())
     }

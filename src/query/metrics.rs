@@ -884,6 +884,33 @@ pub async fn compute(
         .collect())
 }
 
+/// The renewal rate's two counts for one group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenewalCounts {
+    pub group: Vec<String>,
+    /// Policies expiring in the range that were not cancelled before.
+    pub up_for_renewal: i64,
+    /// Those of them that some policy names in `renewal_of`.
+    pub renewed: i64,
+}
+
+/// Up-for-renewal and renewed counts per group (one engine query); groups
+/// with nothing up for renewal are absent.
+pub async fn renewal_counts(
+    ctx: &SessionContext,
+    range: &DateRange,
+    group_by: &[Dimension],
+    filters: &Filters,
+) -> Result<Vec<RenewalCounts>, MetricsError> {
+    range.check()?;
+    let df = family_query(ctx, Family::Renewal, range, group_by, filters).await?;
+    Ok(grouped(ctx, df, group_by.len())
+        .await?
+        .into_iter()
+        .map(|(group, v)| RenewalCounts { group, up_for_renewal: v[0].count(), renewed: v[1].count() })
+        .collect())
+}
+
 /// A metric's value from its family's aggregates for one group (`None`: the
 /// group has no rows in that family).
 fn metric_value(metric: Metric, v: Option<&Vec<Num>>) -> MetricValue {

@@ -353,6 +353,8 @@ async fn every_root_field_answers_only_with_the_callers_tenant() {
         r#"{{ agencies {{ id name agents {{ id name }} }}
              g1: agency(id: "G1") {{ name kpis(asOf: "2024-12-31") {{ ytdCommission activePolicies writtenPremiumYtd }}
                                     performance(range: {RANGE_2024}) {{ grossCommission writtenPremium ranking }} }}
+             retention(range: {{from: "2025-01-01", to: "2026-01-01"}}, groupBy: AGENCY) {{ key upForRenewal renewed }}
+             top: agency(id: "G1") {{ topPolicies(range: {RANGE_2024}) {{ id premium }} }}
              g2: agency(id: "G2") {{ name }}
              a1: agent(id: "A1") {{ name }}
              b1: agent(id: "B1") {{ name agency {{ name }} performance(range: {RANGE_2024}) {{ grossCommission ranking }} }}
@@ -372,6 +374,8 @@ async fn every_root_field_answers_only_with_the_callers_tenant() {
             "agencies": [{"id": "G1", "name": "Other Group", "agents": [{"id": "B1", "name": "Zed Other"}]}],
             "g1": {"name": "Other Group", "kpis": {"ytdCommission": "1000.00", "activePolicies": 1, "writtenPremiumYtd": "5000.00"},
                    "performance": {"grossCommission": "1000.00", "writtenPremium": "5000.00", "ranking": 1}},
+            "retention": [{"key": "G1", "upForRenewal": 1, "renewed": 0}],
+            "top": {"topPolicies": [{"id": "Q1", "premium": "5000.00"}]},
             "g2": null,
             "a1": null,
             "b1": {"name": "Zed Other", "agency": {"name": "Other Group"}, "performance": {"grossCommission": "1000.00", "ranking": 1}},
@@ -386,4 +390,30 @@ async fn every_root_field_answers_only_with_the_callers_tenant() {
     for t1_only in ["North Agency", "South Agency", "Ann Lee", "Harbor Mutual", "Plains Casualty", "176.25", "home"] {
         assert!(!text.contains(t1_only), "t1's {t1_only} leaked");
     }
+}
+
+#[tokio::test]
+async fn retention_by_agency_and_line_and_top_policies() {
+    let app = TestApp::spawn().await;
+    let data = app
+        .t1(r#"{ byAgency: retention(range: {from: "2025-01-01", to: "2026-01-01"}, groupBy: AGENCY) { key name upForRenewal renewed renewalRate }
+                 byLine: retention(range: {from: "2025-01-01", to: "2026-01-01"}, groupBy: LINE_OF_BUSINESS) { key upForRenewal renewed renewalRate }
+                 agency(id: "G1") { topPolicies(range: {from: "2024-01-01", to: "2026-01-01"}, first: 2) { id policyNumber premium status renewalOf agent { name } carrier { name } } } }"#)
+        .await;
+    // Expiring in 2025: P1 (G1, auto; renewed by P4), P3 (G2, auto; lapsed);
+    // P2 (G1, home) expires 2025-03-01 but was cancelled on 2024-06-01, so it is not up.
+    assert_eq!(
+        data["byAgency"],
+        json!([{"key": "G1", "name": "North Agency", "upForRenewal": 1, "renewed": 1, "renewalRate": 1.0},
+               {"key": "G2", "name": "South Agency", "upForRenewal": 1, "renewed": 0, "renewalRate": 0.0}])
+    );
+    assert_eq!(data["byLine"], json!([{"key": "auto", "upForRenewal": 2, "renewed": 1, "renewalRate": 0.5}]));
+    // G1 wrote P1 1000.00, P2 1500.00, P4 1100.00: the two largest are P2, P4.
+    assert_eq!(
+        data["agency"]["topPolicies"],
+        json!([{"id": "P2", "policyNumber": "N-2", "premium": "1500.00", "status": "cancelled", "renewalOf": null,
+                "agent": {"name": "Bob Diaz"}, "carrier": {"name": "Plains Casualty"}},
+               {"id": "P4", "policyNumber": "N-4", "premium": "1100.00", "status": "active", "renewalOf": "P1",
+                "agent": {"name": "Ann Lee"}, "carrier": {"name": "Harbor Mutual"}}])
+    );
 }
