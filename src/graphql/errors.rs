@@ -39,6 +39,14 @@ pub fn bad_input(message: impl Into<String>) -> async_graphql::Error {
     error(Code::BadInput, message)
 }
 
+pub fn not_found(message: impl Into<String>) -> async_graphql::Error {
+    error(Code::NotFound, message)
+}
+
+pub fn forbidden(message: impl Into<String>) -> async_graphql::Error {
+    error(Code::Forbidden, message)
+}
+
 /// Log the real cause; tell the client only that it was ours.
 pub fn internal(cause: impl std::fmt::Display) -> async_graphql::Error {
     let id = crate::pipelines::batch::new_run_id();

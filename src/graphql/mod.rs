@@ -1,20 +1,33 @@
 //! The GraphQL API: one schema, answered from a tenant's view of the
 //! current snapshot. The HTTP layer puts an `Arc<TenantView>` for the
 //! caller's tenant into every request; resolvers can reach data only
-//! through it, so none of them can forget the tenant scope.
+//! through it, so none of them can forget the tenant scope. Next to it:
+//! the caller's `Principal` (permissions of mutations) and the
+//! `ReportStore` (saved reports, also per tenant).
 
 pub mod errors;
 pub mod loaders;
+pub mod reports;
 pub mod scalars;
 pub mod schema;
 
 use std::sync::Arc;
 
-use async_graphql::{Context, EmptyMutation, EmptySubscription, Schema};
+use async_graphql::{Context, EmptySubscription, MergedObject, Schema};
 
 use crate::query::view::TenantView;
 
-pub type CipSchema = Schema<schema::Query, EmptyMutation, EmptySubscription>;
+/// The query root: analytics fields and reports.
+#[derive(MergedObject)]
+#[graphql(name = "Query")]
+pub struct QueryRoot(schema::Query, reports::ReportsQuery);
+
+/// The mutation root (saved reports).
+#[derive(MergedObject, Default)]
+#[graphql(name = "Mutation")]
+pub struct MutationRoot(reports::ReportsMutation);
+
+pub type CipSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
 
 /// Limits on the shape of a query.
 #[derive(Debug, Clone, Copy)]
@@ -30,7 +43,7 @@ impl Default for ShapeLimits {
 }
 
 pub fn build_schema(limits: ShapeLimits) -> CipSchema {
-    Schema::build(schema::Query, EmptyMutation, EmptySubscription)
+    Schema::build(QueryRoot(schema::Query, reports::ReportsQuery), MutationRoot::default(), EmptySubscription)
         .limit_depth(limits.max_depth)
         .limit_complexity(limits.max_complexity)
         .finish()

@@ -1,16 +1,18 @@
 //! Types and root fields of the analytics API.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use async_graphql::dataloader::DataLoader;
 use async_graphql::{ComplexObject, Context, Enum, ID, InputObject, Object, Result, SimpleObject};
 use chrono::{Datelike, Months, NaiveDate};
 use rust_decimal::Decimal;
 
-use super::errors::{bad_input, internal};
+use super::errors::{bad_input, internal, not_found};
 use super::loaders::{PerfKey, Performance, PerformanceLoader, Subject};
 use super::scalars::{Date, Money};
 use super::view;
+use crate::query::industry::{self, Industry};
 use crate::query::metrics::{self, DateRange as Range, Dimension as Dim, Filters, Metric as M, MetricValue};
 use crate::query::policies::{self, PolicyInfo};
 use crate::query::view::{AgencyInfo, AgentInfo, CarrierInfo};
@@ -73,6 +75,19 @@ impl Metric {
             }
             Metric::PolicyCount | Metric::NewBusinessCount => MetricValue::Count(0),
             Metric::RenewalRate | Metric::CancellationRate | Metric::AverageCommissionRate => MetricValue::Rate(None),
+        }
+    }
+
+    fn from_engine(m: M) -> Self {
+        match m {
+            M::GrossCommission => Metric::GrossCommission,
+            M::AgentCommission => Metric::AgentCommission,
+            M::WrittenPremium => Metric::WrittenPremium,
+            M::PolicyCount => Metric::PolicyCount,
+            M::NewBusinessCount => Metric::NewBusinessCount,
+            M::RenewalRate => Metric::RenewalRate,
+            M::CancellationRate => Metric::CancellationRate,
+            M::AverageCommissionRate => Metric::AverageCommissionRate,
         }
     }
 
@@ -215,6 +230,48 @@ pub struct RetentionRow {
     pub renewal_rate: Option<f64>,
 }
 
+/// How the subject compares with its peers on one metric.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct PeerBenchmark {
+    pub metric: Metric,
+    pub value: Value,
+    /// Producers of the same agency (agents only), the subject included.
+    pub agency_peers: Option<i32>,
+    /// Percentile rank among them: (peers below + half the peers equal) / peers × 100.
+    pub agency_percentile: Option<f64>,
+    /// Agents (or agencies) of the tenant, the subject included.
+    pub tenant_peers: i32,
+    pub tenant_percentile: Option<f64>,
+}
+
+/// An anonymised industry figure: quartiles of agency-level values across
+/// all tenants, shown only where at least 5 tenants contribute.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct IndustryBenchmark {
+    pub metric: Metric,
+    /// Null: all lines together.
+    pub line_of_business: Option<String>,
+    pub contributing_tenants: i32,
+    /// False when fewer than 5 tenants contribute: quartiles are then null.
+    pub available: bool,
+    pub p25: Option<Value>,
+    pub median: Option<Value>,
+    pub p75: Option<Value>,
+    /// The agency's own value for the same metric and line.
+    pub agency_value: Option<Value>,
+}
+
+#[derive(SimpleObject, Debug, Clone)]
+pub struct Benchmark {
+    /// `AGENT` or `AGENCY`.
+    pub subject_kind: Dimension,
+    pub subject_id: ID,
+    pub subject_name: Option<String>,
+    pub peers: Vec<PeerBenchmark>,
+    /// Industry quartiles per metric and line (agencies only; empty for agents).
+    pub industry: Vec<IndustryBenchmark>,
+}
+
 async fn performance(ctx: &Context<'_>, subject: Subject, id: &str, range: DateRange) -> Result<Performance> {
     let r = range.checked()?;
     let loader = ctx.data_unchecked::<DataLoader<PerformanceLoader>>();
@@ -337,7 +394,8 @@ fn months(range: &Range) -> Vec<String> {
 
 pub struct Query;
 
-#[Object]
+/// The analytics part of the root query (merged into `Query` with reports).
+#[Object(name = "AnalyticsQuery")]
 impl Query {
     /// The caller's agencies.
     async fn agencies(&self, ctx: &Context<'_>) -> Result<Vec<Agency>> {
@@ -396,6 +454,98 @@ impl Query {
                 value: Value::of(&value),
             })
             .collect())
+    }
+
+    /// How an agent compares with the producers of its agency and tenant, or
+    /// an agency with the tenant's agencies and with the industry. Give
+    /// exactly one of `agentId` and `agencyId`.
+    async fn benchmark(
+        &self,
+        ctx: &Context<'_>,
+        agent_id: Option<ID>,
+        agency_id: Option<ID>,
+        range: DateRange,
+    ) -> Result<Benchmark> {
+        let r = range.checked()?;
+        let v = view(ctx);
+        let dir = v.directory().await.map_err(internal)?;
+        let (kind, id) = match (agent_id, agency_id) {
+            (Some(a), None) => (Dimension::Agent, a.0),
+            (None, Some(g)) => (Dimension::Agency, g.0),
+            _ => return Err(bad_input("give exactly one of agentId and agencyId")),
+        };
+        let agency_of_agent = match kind {
+            Dimension::Agent => Some(dir.agent(&id).ok_or_else(|| not_found("no such agent"))?.agency_id.clone()),
+            _ => {
+                dir.agency(&id).ok_or_else(|| not_found("no such agency"))?;
+                None
+            }
+        };
+        let rows =
+            metrics::compute(&v.session, &M::ALL, &r, &[kind.engine()], &Filters::default()).await.map_err(internal)?;
+        let by_id: BTreeMap<&str, &Vec<MetricValue>> =
+            rows.iter().map(|row| (row.group[0].as_str(), &row.values)).collect();
+        // Every directory member is a peer, with zeros when it had no activity.
+        let members: Vec<(&str, &str)> = match kind {
+            Dimension::Agent => dir.agents.iter().map(|a| (a.id.as_str(), a.agency_id.as_str())).collect(),
+            _ => dir.agencies.iter().map(|a| (a.id.as_str(), "")).collect(),
+        };
+        let value_of = |member: &str, i: usize, m: M| {
+            by_id.get(member).map(|vs| vs[i]).unwrap_or_else(|| Metric::from_engine(m).zero())
+        };
+        let peers = M::ALL
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let own = value_of(&id, i, *m);
+                let tenant: Vec<MetricValue> = members.iter().map(|(p, _)| value_of(p, i, *m)).collect();
+                let agency: Option<Vec<MetricValue>> = agency_of_agent
+                    .as_ref()
+                    .map(|g| members.iter().filter(|(_, a)| a == g).map(|(p, _)| value_of(p, i, *m)).collect());
+                PeerBenchmark {
+                    metric: Metric::from_engine(*m),
+                    value: Value::of(&own),
+                    agency_peers: agency.as_ref().map(|a| a.len() as i32),
+                    agency_percentile: agency.as_ref().and_then(|a| industry::percentile_rank(&own, a)),
+                    tenant_peers: tenant.len() as i32,
+                    tenant_percentile: industry::percentile_rank(&own, &tenant),
+                }
+            })
+            .collect();
+        let industry = match kind {
+            Dimension::Agency => {
+                let stats = ctx.data_unchecked::<Arc<Industry>>().stats(&r).await.map_err(internal)?;
+                let filters = Filters { agency_id: Some(id.clone()), ..Default::default() };
+                let own_lines = metrics::compute(&v.session, &M::ALL, &r, &[Dim::LineOfBusiness], &filters)
+                    .await
+                    .map_err(internal)?;
+                let own: BTreeMap<Option<String>, &Vec<MetricValue>> = own_lines
+                    .iter()
+                    .map(|row| (Some(row.group[0].clone()), &row.values))
+                    .chain(by_id.get(id.as_str()).map(|vs| (None, *vs)))
+                    .collect();
+                stats
+                    .iter()
+                    .map(|s| {
+                        let i = M::ALL.iter().position(|m| *m == s.metric).expect("metric in ALL");
+                        let q = |k: usize| s.quartiles.as_ref().map(|q| Value::of(&q[k]));
+                        IndustryBenchmark {
+                            metric: Metric::from_engine(s.metric),
+                            line_of_business: s.line_of_business.clone(),
+                            contributing_tenants: s.contributing_tenants as i32,
+                            available: s.quartiles.is_some(),
+                            p25: q(0),
+                            median: q(1),
+                            p75: q(2),
+                            agency_value: own.get(&s.line_of_business).map(|vs| Value::of(&vs[i])),
+                        }
+                    })
+                    .collect()
+            }
+            _ => Vec::new(),
+        };
+        let subject_name = name_of(&dir, kind, &id);
+        Ok(Benchmark { subject_kind: kind, subject_id: ID(id), subject_name, peers, industry })
     }
 
     /// Renewal counts and rate of policies expiring in the range, per group.

@@ -1,5 +1,6 @@
 //! The query side: DataFusion over a published snapshot.
 
+pub mod industry;
 pub mod metrics;
 pub mod policies;
 pub mod tables;

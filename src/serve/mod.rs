@@ -1,6 +1,7 @@
 //! `cip serve`: the analytics API over the lake.
 
 pub mod limits;
+pub mod reports;
 pub mod routes;
 pub mod state;
 pub mod stats;
@@ -51,6 +52,7 @@ impl Application {
             .route("/health", get(routes::health))
             .route("/ready", get(routes::ready))
             .route("/metrics", get(routes::metrics))
+            .route("/reports/{file}", get(reports::download))
             .with_state(state)
     }
 

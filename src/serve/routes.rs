@@ -15,12 +15,15 @@ use axum::response::{Html, IntoResponse, Response};
 use serde_json::json;
 
 use super::state::{AppState, ResultCache};
-use crate::auth::ANALYTICS_READ;
+use crate::auth::{ANALYTICS_READ, Principal};
 use crate::graphql::errors::Code;
 use crate::graphql::loaders::PerformanceLoader;
+use crate::graphql::reports::ReportStore;
+use crate::query::industry::Industry;
+use crate::query::view::TenantView;
 
 /// A transport-level error in GraphQL's JSON shape.
-fn error_response(status: StatusCode, code: Code, message: &str) -> Response {
+pub(crate) fn error_response(status: StatusCode, code: Code, message: &str) -> Response {
     let body = json!({ "errors": [{ "message": message, "extensions": { "code": code.as_str() } }] });
     (status, Json(body)).into_response()
 }
@@ -55,36 +58,54 @@ pub async fn graphql(State(state): State<Arc<AppState>>, headers: HeaderMap, req
     response
 }
 
-async fn execute(state: &AppState, headers: &HeaderMap, request: async_graphql::Request) -> (&'static str, Response) {
+/// An admitted caller: who, and the data it may see.
+pub(crate) struct Admitted {
+    pub principal: Principal,
+    pub view: Arc<TenantView>,
+    pub industry: Arc<Industry>,
+}
+
+/// The steps every data request takes before it reaches the engine:
+/// authenticate (401), require `analytics:read` (403), rate-limit the
+/// credential (429), open its tenant's view (503 before any snapshot). On
+/// refusal: the outcome label and the response to send.
+pub(crate) async fn admit(state: &AppState, headers: &HeaderMap) -> Result<Admitted, (&'static str, Response)> {
     let principal = match state.authenticate(headers) {
         Ok(p) => p,
         Err(e) => {
-            return (
+            return Err((
                 "unauthenticated",
                 error_response(StatusCode::UNAUTHORIZED, Code::Unauthenticated, &e.to_string()),
-            );
+            ));
         }
     };
     if !principal.can(ANALYTICS_READ) {
         let msg = format!("this credential lacks the {ANALYTICS_READ} permission");
-        return ("forbidden", error_response(StatusCode::FORBIDDEN, Code::Forbidden, &msg));
+        return Err(("forbidden", error_response(StatusCode::FORBIDDEN, Code::Forbidden, &msg)));
     }
     if let Err(wait) = state.limiter.check(&principal.subject) {
         let mut r = error_response(StatusCode::TOO_MANY_REQUESTS, Code::RateLimited, "rate limit exceeded");
         let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
         r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
-        return ("rate_limited", r);
+        return Err(("rate_limited", r));
     }
-    let view = match state.view(&principal.tenant_id).await {
-        Ok(Some(v)) => v,
+    match state.view(&principal.tenant_id).await {
+        Ok(Some((view, industry))) => Ok(Admitted { principal, view, industry }),
         Ok(None) => {
             let r = error_response(StatusCode::SERVICE_UNAVAILABLE, Code::NotReady, "no snapshot published yet");
-            return ("not_ready", r);
+            Err(("not_ready", r))
         }
         Err(e) => {
             tracing::error!(error = %e, "opening tenant view failed");
-            return ("error", error_response(StatusCode::INTERNAL_SERVER_ERROR, Code::Internal, "internal error"));
+            Err(("error", error_response(StatusCode::INTERNAL_SERVER_ERROR, Code::Internal, "internal error")))
         }
+    }
+}
+
+async fn execute(state: &AppState, headers: &HeaderMap, request: async_graphql::Request) -> (&'static str, Response) {
+    let Admitted { principal, view, industry } = match admit(state, headers).await {
+        Ok(admitted) => admitted,
+        Err(refused) => return refused,
     };
 
     let variables = serde_json::to_string(&request.variables).unwrap_or_default();
@@ -103,7 +124,8 @@ async fn execute(state: &AppState, headers: &HeaderMap, request: async_graphql::
         _ => return ("timeout", error_response(StatusCode::SERVICE_UNAVAILABLE, Code::Timeout, "server busy")),
     };
     let loader = DataLoader::new(PerformanceLoader { view: view.clone() }, tokio::spawn);
-    let request = request.data(view).data(loader);
+    let reports = ReportStore::new(state.lake.clone());
+    let request = request.data(view).data(loader).data(industry).data(principal).data(reports);
     let engine_started = Instant::now();
     let result = tokio::time::timeout_at(deadline.into(), state.schema.execute(request)).await;
     drop(permit);
@@ -124,8 +146,11 @@ async fn execute(state: &AppState, headers: &HeaderMap, request: async_graphql::
         }
     }
     let ok = response.errors.is_empty();
+    // Fields marked `no_cache` (saved reports, mutations) read or change
+    // state that the snapshot version does not capture.
+    let cacheable = response.cache_control.max_age != -1;
     let body = bytes::Bytes::from(serde_json::to_vec(&response).unwrap_or_default());
-    if ok {
+    if ok && cacheable {
         state.cache.put(key, body.clone());
     }
     (if ok { "ok" } else { "error" }, json_body(body))

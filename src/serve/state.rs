@@ -17,12 +17,15 @@ use crate::auth::{AuthError, Principal};
 use crate::config::ServeSettings;
 use crate::graphql::{CipSchema, build_schema};
 use crate::lake::{Location, Manifest, snapshot, store};
+use crate::query::industry::Industry;
 use crate::query::view::TenantView;
 
 /// One published snapshot and the tenant views opened on it so far.
 pub struct Current {
     pub manifest: Arc<Manifest>,
     views: tokio::sync::Mutex<HashMap<String, Arc<TenantView>>>,
+    /// Anonymised cross-tenant benchmarks of this snapshot.
+    pub industry: Arc<Industry>,
 }
 
 /// Responses of successful queries, keyed by (snapshot, tenant, normalised
@@ -105,7 +108,9 @@ impl AppState {
         let latest = snapshot::latest_version(&self.lake).await?;
         if let Some(version) = latest.filter(|v| Some(*v) != served) {
             let manifest = snapshot::read(&self.lake, version).await?;
-            let next = Arc::new(Current { manifest: Arc::new(manifest), views: Default::default() });
+            let manifest = Arc::new(manifest);
+            let industry = Arc::new(Industry::new(self.lake.clone(), manifest.clone(), self.settings.session_limits()));
+            let next = Arc::new(Current { manifest, views: Default::default(), industry });
             *self.current.write().expect("snapshot lock") = Some(next);
             self.cache.clear();
             self.stats.snapshot_version.store(version, Ordering::Relaxed);
@@ -119,17 +124,18 @@ impl AppState {
         self.current.read().expect("snapshot lock").as_ref().map(|c| c.manifest.version)
     }
 
-    /// The tenant's view of the current snapshot; `None` before any snapshot.
-    pub async fn view(&self, tenant: &str) -> anyhow::Result<Option<Arc<TenantView>>> {
+    /// The tenant's view of the current snapshot, with the snapshot's
+    /// industry figures; `None` before any snapshot.
+    pub async fn view(&self, tenant: &str) -> anyhow::Result<Option<(Arc<TenantView>, Arc<Industry>)>> {
         let Some(current) = self.current.read().expect("snapshot lock").clone() else { return Ok(None) };
         let mut views = current.views.lock().await;
         if let Some(v) = views.get(tenant) {
-            return Ok(Some(v.clone()));
+            return Ok(Some((v.clone(), current.industry.clone())));
         }
-        let v =
-            Arc::new(TenantView::open(&self.lake, &current.manifest, tenant, self.settings.session_limits()).await?);
+        let limits = self.settings.session_limits();
+        let v = Arc::new(TenantView::open(&self.lake, &current.manifest, tenant, limits).await?);
         views.insert(tenant.to_string(), v.clone());
-        Ok(Some(v))
+        Ok(Some((v, current.industry.clone())))
     }
 
     /// Resolve the request's credentials to a principal.

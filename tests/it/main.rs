@@ -6,4 +6,5 @@ mod graphql;
 mod helpers;
 mod ingest;
 mod metrics;
+mod reports;
 mod serve;

@@ -417,3 +417,52 @@ async fn retention_by_agency_and_line_and_top_policies() {
                 "agent": {"name": "Ann Lee"}, "carrier": {"name": "Harbor Mutual"}}])
     );
 }
+
+#[tokio::test]
+async fn benchmark_an_agent_against_its_peers_and_hide_thin_industry_figures() {
+    let app = TestApp::spawn().await;
+    let data = app
+        .t1(&format!(
+            r#"{{ agent: benchmark(agentId: "A2", range: {RANGE_2024}) {{ subjectKind subjectId subjectName industry {{ metric }}
+                   peers {{ metric value {{ amount count rate }} agencyPeers agencyPercentile tenantPeers tenantPercentile }} }}
+                 agency: benchmark(agencyId: "G1", range: {RANGE_2024}) {{ industry {{ metric lineOfBusiness contributingTenants available median {{ amount }} agencyValue {{ amount }} }} }} }}"#
+        ))
+        .await;
+    let agent = &data["agent"];
+    assert_eq!((agent["subjectKind"].as_str(), agent["subjectName"].as_str()), (Some("AGENT"), Some("Bob Diaz")));
+    assert_eq!(agent["industry"], json!([]));
+    // Gross 2024: G1's agents A1 120.00, A2 56.25, M1 0.00; the tenant adds A3 96.00.
+    // A2 among G1: 1 below + half of 1 equal (itself) over 3 = 50 %; among 4: 1.5 / 4 = 37.5 %.
+    assert_eq!(
+        agent["peers"][0],
+        json!({"metric": "GROSS_COMMISSION", "value": {"amount": "56.25", "count": null, "rate": null},
+               "agencyPeers": 3, "agencyPercentile": 50.0, "tenantPeers": 4, "tenantPercentile": 37.5})
+    );
+    // Policy count: A1 1 (P1), A2 1 (P2), M1 0, A3 1 (P3): A2 in G1 → (1 + 1) / 3; tenant → (1 + 1.5) / 4.
+    assert!((agent["peers"][3]["agencyPercentile"].as_f64().unwrap() - 200.0 / 3.0).abs() < 1e-9);
+    assert_eq!(agent["peers"][3]["tenantPercentile"], json!(62.5));
+    // Only 2 tenants in this lake: no industry figure is shown.
+    let gross = data["agency"]["industry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["metric"] == "GROSS_COMMISSION" && e["lineOfBusiness"].is_null())
+        .unwrap();
+    assert_eq!(
+        gross,
+        &json!({"metric": "GROSS_COMMISSION", "lineOfBusiness": null, "contributingTenants": 2, "available": false,
+                "median": null, "agencyValue": {"amount": "176.25"}})
+    );
+    let (_, _, body) = app
+        .post(Auth::Key(&app.key_t1), &format!(r#"{{ benchmark(range: {RANGE_2024}) {{ subjectId }} }}"#), json!({}))
+        .await;
+    assert_eq!(body["errors"][0]["extensions"]["code"], "BAD_INPUT");
+    let (_, _, body) = app
+        .post(
+            Auth::Key(&app.key_t1),
+            &format!(r#"{{ benchmark(agentId: "B1", range: {RANGE_2024}) {{ subjectId }} }}"#),
+            json!({}),
+        )
+        .await;
+    assert_eq!(body["errors"][0]["extensions"]["code"], "NOT_FOUND", "t2's agent is not found for t1");
+}
