@@ -49,6 +49,7 @@ impl Application {
     pub fn router(state: Arc<AppState>) -> Router {
         Router::new()
             .route("/graphql", get(routes::graphiql).post(routes::graphql))
+            .route("/graphql/ws", get(routes::graphql_ws))
             .route("/health", get(routes::health))
             .route("/ready", get(routes::ready))
             .route("/metrics", get(routes::metrics))

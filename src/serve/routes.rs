@@ -6,10 +6,12 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use async_graphql::dataloader::DataLoader;
+use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
 use async_graphql::http::GraphiQLSource;
-use async_graphql_axum::GraphQLRequest;
+use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLWebSocket};
 use axum::Json;
 use axum::extract::State;
+use axum::extract::WebSocketUpgrade;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use serde_json::json;
@@ -65,6 +67,21 @@ pub(crate) struct Admitted {
     pub industry: Arc<Industry>,
 }
 
+impl Admitted {
+    /// What resolvers may use: the caller's tenant view (the only way to
+    /// data), its loaders, the industry figures, the principal and the
+    /// saved-report store.
+    pub fn into_data(self, state: &AppState) -> async_graphql::Data {
+        let mut data = async_graphql::Data::default();
+        data.insert(DataLoader::new(PerformanceLoader { view: self.view.clone() }, tokio::spawn));
+        data.insert(self.view);
+        data.insert(self.industry);
+        data.insert(self.principal);
+        data.insert(ReportStore::new(state.lake.clone()));
+        data
+    }
+}
+
 /// The steps every data request takes before it reaches the engine:
 /// authenticate (401), require `analytics:read` (403), rate-limit the
 /// credential (429), open its tenant's view (503 before any snapshot). On
@@ -103,10 +120,11 @@ pub(crate) async fn admit(state: &AppState, headers: &HeaderMap) -> Result<Admit
 }
 
 async fn execute(state: &AppState, headers: &HeaderMap, request: async_graphql::Request) -> (&'static str, Response) {
-    let Admitted { principal, view, industry } = match admit(state, headers).await {
+    let admitted = match admit(state, headers).await {
         Ok(admitted) => admitted,
         Err(refused) => return refused,
     };
+    let view = admitted.view.clone();
 
     let variables = serde_json::to_string(&request.variables).unwrap_or_default();
     let key =
@@ -123,9 +141,8 @@ async fn execute(state: &AppState, headers: &HeaderMap, request: async_graphql::
         Ok(Ok(p)) => p,
         _ => return ("timeout", error_response(StatusCode::SERVICE_UNAVAILABLE, Code::Timeout, "server busy")),
     };
-    let loader = DataLoader::new(PerformanceLoader { view: view.clone() }, tokio::spawn);
-    let reports = ReportStore::new(state.lake.clone());
-    let request = request.data(view).data(loader).data(industry).data(principal).data(reports);
+    let mut request = request;
+    request.data = admitted.into_data(state);
     let engine_started = Instant::now();
     let result = tokio::time::timeout_at(deadline.into(), state.schema.execute(request)).await;
     drop(permit);
@@ -154,6 +171,46 @@ async fn execute(state: &AppState, headers: &HeaderMap, request: async_graphql::
         state.cache.put(key, body.clone());
     }
     (if ok { "ok" } else { "error" }, json_body(body))
+}
+
+/// GraphQL over WebSocket (graphql-ws and the older
+/// subscriptions-transport-ws). Credentials come from the upgrade request's
+/// headers or, for browsers that cannot set them, from the
+/// `connection_init` payload (`{"X-API-Key": …}` or `{"Authorization": "Bearer …"}`).
+pub async fn graphql_ws(
+    State(state): State<Arc<AppState>>,
+    protocol: GraphQLProtocol,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    upgrade
+        .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        .on_upgrade(move |stream| {
+            let schema = state.schema.clone();
+            GraphQLWebSocket::new(stream, schema, protocol)
+                .on_connection_init(move |payload| async move {
+                    let mut headers = headers;
+                    for (name, key) in [
+                        ("x-api-key", ["X-API-Key", "x-api-key", "apiKey"]),
+                        ("authorization", ["Authorization", "authorization", "authToken"]),
+                    ] {
+                        if let Some(v) = key.iter().find_map(|k| payload.get(*k).and_then(|v| v.as_str())) {
+                            if let Ok(v) = HeaderValue::from_str(v) {
+                                headers.insert(name, v);
+                            }
+                        }
+                    }
+                    match admit(&state, &headers).await {
+                        Ok(admitted) => Ok(admitted.into_data(&state)),
+                        Err((outcome, _)) => {
+                            let code = if outcome == "forbidden" { Code::Forbidden } else { Code::Unauthenticated };
+                            Err(crate::graphql::errors::error(code, outcome))
+                        }
+                    }
+                })
+                .serve()
+        })
+        .into_response()
 }
 
 /// The name of the document's operation (`query Dash { … }` → `Dash`), for

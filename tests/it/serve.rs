@@ -466,3 +466,40 @@ async fn benchmark_an_agent_against_its_peers_and_hide_thin_industry_figures() {
         .await;
     assert_eq!(body["errors"][0]["extensions"]["code"], "NOT_FOUND", "t2's agent is not found for t1");
 }
+
+#[tokio::test]
+async fn graphql_over_websocket_with_credentials_in_connection_init() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    let app = TestApp::spawn().await;
+    let connect = || async {
+        let mut req = format!("{}/graphql/ws", app.url.replace("http", "ws")).into_client_request().unwrap();
+        req.headers_mut().insert("Sec-WebSocket-Protocol", "graphql-transport-ws".parse().unwrap());
+        tokio_tungstenite::connect_async(req).await.unwrap().0
+    };
+    let text = |m: Message| serde_json::from_str::<Value>(m.to_text().unwrap()).unwrap();
+
+    let mut ws = connect().await;
+    ws.send(Message::text(json!({"type": "connection_init", "payload": {"X-API-Key": app.key_t1}}).to_string()))
+        .await
+        .unwrap();
+    assert_eq!(text(ws.next().await.unwrap().unwrap())["type"], "connection_ack");
+    let query = r#"{ agency(id: "G2") { name performance(range: {from: "2024-01-01", to: "2025-01-01"}) { grossCommission } } }"#;
+    ws.send(Message::text(json!({"id": "1", "type": "subscribe", "payload": {"query": query}}).to_string()))
+        .await
+        .unwrap();
+    let next = text(ws.next().await.unwrap().unwrap());
+    assert_eq!(
+        next,
+        json!({"id": "1", "type": "next", "payload": {"data": {"agency": {"name": "South Agency", "performance": {"grossCommission": "96.00"}}}}})
+    );
+    assert_eq!(text(ws.next().await.unwrap().unwrap()), json!({"id": "1", "type": "complete"}));
+
+    // Without credentials the connection is refused.
+    let mut ws = connect().await;
+    ws.send(Message::text(json!({"type": "connection_init", "payload": {}}).to_string())).await.unwrap();
+    let refused = ws.next().await.unwrap().unwrap();
+    assert!(matches!(refused, Message::Close(_)), "{refused:?}");
+}
