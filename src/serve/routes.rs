@@ -194,10 +194,9 @@ pub async fn graphql_ws(
                         ("x-api-key", ["X-API-Key", "x-api-key", "apiKey"]),
                         ("authorization", ["Authorization", "authorization", "authToken"]),
                     ] {
-                        if let Some(v) = key.iter().find_map(|k| payload.get(*k).and_then(|v| v.as_str())) {
-                            if let Ok(v) = HeaderValue::from_str(v) {
-                                headers.insert(name, v);
-                            }
+                        let value = key.iter().find_map(|k| payload.get(*k).and_then(|v| v.as_str()));
+                        if let Some(v) = value.and_then(|v| HeaderValue::from_str(v).ok()) {
+                            headers.insert(name, v);
                         }
                     }
                     match admit(&state, &headers).await {
