@@ -7,7 +7,7 @@
 //! whose rows changed; publish a manifest naming every live file. A failure
 //! before the publish leaves the previous snapshot exactly as it was.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
@@ -27,6 +27,7 @@ use crate::lake::snapshot::{self, SnapshotError};
 use crate::lake::{self, DataFile, Location, Manifest, RUNS_DIR, parquet_io};
 
 use super::resolve::{self, StoredRows, UpsertCounts};
+use super::rollups;
 use super::source;
 use super::stage::{self, RunCtx, StageError, Staged, StagedPart};
 
@@ -185,6 +186,7 @@ pub async fn ingest(landing: &Location, lake: &Location, opts: &IngestOptions) -
     let base = previous.clone().unwrap_or_else(Manifest::empty);
     let mut tables = base.tables.clone();
     let mut changed = false;
+    let mut facts_changed: BTreeSet<String> = BTreeSet::new();
     for ((entity, tenant), parts) in &partitions {
         let old: Vec<DataFile> = base.tenant_files(entity.name(), tenant).cloned().collect();
         let stored = read_stored_keys(lake, *entity, &old).await?;
@@ -227,8 +229,21 @@ pub async fn ingest(landing: &Location, lake: &Location, opts: &IngestOptions) -
             let _ = lake.store.delete(&part.path).await;
         }
         let files = tables.entry(entity.name().to_string()).or_default();
+        let before: Vec<String> = files.iter().filter(|f| &f.tenant_id == tenant).map(|f| f.path.clone()).collect();
+        if matches!(entity, Entity::Commissions | Entity::Policies)
+            && before != live.iter().map(|f| f.path.clone()).collect::<Vec<_>>()
+        {
+            facts_changed.insert(tenant.clone());
+        }
         files.retain(|f| &f.tenant_id != tenant);
         files.extend(live);
+    }
+    let stale = rollups::stale_tenants(&tables, &facts_changed);
+    if !stale.is_empty() {
+        changed = true;
+        rollups::rebuild(lake, &mut tables, &stale, &run_id)
+            .await
+            .map_err(|e| IngestError::Write(format!("building rollups: {e:#}")))?;
     }
 
     let previous_version = previous.as_ref().map(|m| m.version);

@@ -2,5 +2,6 @@
 
 pub mod batch;
 pub mod resolve;
+pub mod rollups;
 pub mod source;
 pub mod stage;

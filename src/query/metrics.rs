@@ -66,6 +66,7 @@ use arrow::datatypes::{DataType, Field, Schema};
 use chrono::{Datelike, Days, Months, NaiveDate};
 use datafusion::common::ScalarValue;
 use datafusion::error::DataFusionError;
+use datafusion::functions::expr_fn::date_trunc;
 use datafusion::functions_aggregate::expr_fn::{count, sum};
 use datafusion::prelude::{
     DataFrame, Expr, JoinType, SessionContext, cast, col, concat, date_part, in_list, lit, to_char, when,
@@ -378,8 +379,42 @@ const RENEWED_BY_SOME_POLICY: &str = "renewed_policy_id";
 const PERIOD_FROM: &str = "period_from";
 const PERIOD_TO: &str = "period_to";
 
+/// Table of monthly commission aggregates built at publish time (see
+/// [`commission_rollup`]).
+pub const COMMISSION_ROLLUP: &str = "commissions_monthly";
+
 /// Commission rows, each with its policy's agency and line of business.
-async fn commission_facts(ctx: &SessionContext, filters: &Filters) -> Result<DataFrame, MetricsError> {
+///
+/// When `range` is whole months and the snapshot has the monthly rollup,
+/// the rollup's rows stand in for the raw ones: they have the same columns
+/// (`transaction_date` is the first of the month, amounts are sums per
+/// month × kind × agent × carrier × agency × line), so every metric
+/// definition below gives the same figure from either.
+async fn commission_facts(
+    ctx: &SessionContext,
+    filters: &Filters,
+    range: &DateRange,
+) -> Result<DataFrame, MetricsError> {
+    if fits_rollup(range) && ctx.table_exist(COMMISSION_ROLLUP)? {
+        ROLLUP_READS.fetch_add(1, Ordering::Relaxed);
+        return apply_filters(ctx.table(COMMISSION_ROLLUP).await?, filters);
+    }
+    raw_commission_facts(ctx, filters).await
+}
+
+/// Whether a range can be answered from monthly aggregates.
+pub fn fits_rollup(range: &DateRange) -> bool {
+    range.from.day() == 1 && range.to.day() == 1
+}
+
+static ROLLUP_READS: AtomicU64 = AtomicU64::new(0);
+
+/// Commission queries answered from the monthly rollup since start.
+pub fn rollup_reads() -> u64 {
+    ROLLUP_READS.load(Ordering::Relaxed)
+}
+
+async fn raw_commission_facts(ctx: &SessionContext, filters: &Filters) -> Result<DataFrame, MetricsError> {
     let commissions = ctx.table("commissions").await?.select(vec![
         col("policy_id"),
         col(AGENT),
@@ -397,6 +432,22 @@ async fn commission_facts(ctx: &SessionContext, filters: &Filters) -> Result<Dat
     ])?;
     let facts = commissions.join(policies, JoinType::Left, &["policy_id"], &["policy_of_commission"], None)?;
     apply_filters(facts, filters)
+}
+
+/// The monthly commission rollup of a tenant's snapshot: one row per
+/// month × kind × agent × carrier × agency × line with summed amounts,
+/// under the column names of the raw facts.
+pub async fn commission_rollup(ctx: &SessionContext) -> Result<Vec<RecordBatch>, MetricsError> {
+    let month = cast(date_trunc(lit("month"), col(TRANSACTION_DATE)), DataType::Date32).alias(TRANSACTION_DATE);
+    let df = raw_commission_facts(ctx, &Filters::default()).await?.aggregate(
+        vec![month, col("kind"), col(AGENT), col(CARRIER), col(AGENCY), col(LINE)],
+        vec![
+            sum(col("premium_amount")).alias("premium_amount"),
+            sum(col("gross_commission")).alias("gross_commission"),
+            sum(col("agent_commission")).alias("agent_commission"),
+        ],
+    )?;
+    Ok(df.collect().await?)
 }
 
 /// Policies; with `renewals`, also [`RENEWED_BY_SOME_POLICY`].
@@ -797,7 +848,7 @@ async fn family_query(
     let w = Window::of(range);
     let df = match family {
         Family::Commission => {
-            commission_facts(ctx, filters).await?.filter(in_window(TRANSACTION_DATE, &w))?.aggregate(
+            commission_facts(ctx, filters, range).await?.filter(in_window(TRANSACTION_DATE, &w))?.aggregate(
                 group_exprs(group_by, &TimeKeys::Date(TRANSACTION_DATE)),
                 aggregates(vec![
                     gross_commission(&w),
@@ -980,16 +1031,18 @@ pub async fn kpis(
     let through = as_of.checked_add_days(Days::new(1)).ok_or(MetricsError::DateOutOfRange(as_of))?;
     let year_start = NaiveDate::from_ymd_opt(as_of.year(), 1, 1).ok_or(MetricsError::DateOutOfRange(as_of))?;
     let month_start = as_of.with_day(1).ok_or(MetricsError::DateOutOfRange(as_of))?;
-    let ytd = Window::of(&DateRange::new(year_start, through));
+    let ytd_range = DateRange::new(year_start, through);
+    let ytd = Window::of(&ytd_range);
     let mtd = Window::of(&DateRange::new(month_start, through));
     let retention_from = as_of.checked_sub_months(Months::new(12)).ok_or(MetricsError::DateOutOfRange(as_of))?;
     let retention = Window::of(&DateRange::new(retention_from, as_of));
     let at = date_lit(as_of);
 
-    let commission = commission_facts(ctx, filters).await?.filter(in_window(TRANSACTION_DATE, &ytd))?.aggregate(
-        group_exprs(group_by, &TimeKeys::None),
-        aggregates(vec![gross_commission(&mtd), gross_commission(&ytd)])?,
-    )?;
+    let commission =
+        commission_facts(ctx, filters, &ytd_range).await?.filter(in_window(TRANSACTION_DATE, &ytd))?.aggregate(
+            group_exprs(group_by, &TimeKeys::None),
+            aggregates(vec![gross_commission(&mtd), gross_commission(&ytd)])?,
+        )?;
     let policy = policy_facts(ctx, filters, true)
         .await?
         .filter(in_window(EFFECTIVE_DATE, &ytd).or(is_active_at(at.clone())).or(is_up_for_renewal(&retention)))?

@@ -14,6 +14,7 @@ use datafusion::prelude::SessionContext;
 
 use crate::contract::Entity;
 use crate::lake::{DataFile, Location, Manifest};
+use crate::query::metrics::COMMISSION_ROLLUP;
 
 /// Whose rows a session may see.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +56,21 @@ pub async fn register_snapshot(
         let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
         let config = ListingTableConfig::new_with_multi_paths(urls).with_listing_options(options).with_schema(schema);
         ctx.register_table(entity.name(), Arc::new(ListingTable::try_new(config)?))?;
+    }
+    // Derived tables exist only where they were built; queries fall back to
+    // the facts when a table is absent.
+    let rollup: Vec<&DataFile> = manifest.files(COMMISSION_ROLLUP).iter().filter(|f| scope.admits(f)).collect();
+    if !rollup.is_empty() {
+        let urls = rollup
+            .iter()
+            .map(|f| ListingTableUrl::parse(lake.object_url(&lake.child(&f.path))))
+            .collect::<Result<Vec<_>>>()?;
+        let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+        let config = ListingTableConfig::new_with_multi_paths(urls)
+            .with_listing_options(options)
+            .infer_schema(&ctx.state())
+            .await?;
+        ctx.register_table(COMMISSION_ROLLUP, Arc::new(ListingTable::try_new(config)?))?;
     }
     Ok(())
 }

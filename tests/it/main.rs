@@ -7,4 +7,5 @@ mod helpers;
 mod ingest;
 mod metrics;
 mod reports;
+mod rollups;
 mod serve;
