@@ -362,7 +362,10 @@ async fn every_root_field_answers_only_with_the_callers_tenant() {
              k2: carrier(id: "K2") {{ name }}
              leaderboard(by: AGENCY, range: {RANGE_2024}) {{ key name value {{ amount }} }}
              lines: leaderboard(by: LINE_OF_BUSINESS, range: {RANGE_2024}, metric: WRITTEN_PREMIUM) {{ key value {{ amount }} }}
-             trend(metric: GROSS_COMMISSION, range: {{from: "2024-01-01", to: "2024-03-01"}}, groupBy: CARRIER) {{ key points {{ month value {{ amount }} }} }} }}"#
+             trend(metric: GROSS_COMMISSION, range: {{from: "2024-01-01", to: "2024-03-01"}}, groupBy: CARRIER) {{ key points {{ month value {{ amount }} }} }}
+             benchmark(agencyId: "G1", range: {RANGE_2024}) {{ subjectName peers {{ metric value {{ amount }} tenantPeers tenantPercentile }} }}
+             report(input: {{metrics: [GROSS_COMMISSION, POLICY_COUNT], dimensions: [AGENCY], range: {RANGE_2024}}}) {{ rows {{ dimensions values {{ amount count }} }} }}
+             empty: agency(id: "G1") {{ performance(range: {{from: "2030-01-01", to: "2030-02-01"}}) {{ grossCommission policyCount renewalRate cancellationRate averageCommissionRate }} }} }}"#
     );
     let (status, _, body) = app.post(Auth::Bearer(TestApp::token("t2", &["analytics:read"])), &q, json!({})).await;
     assert_eq!(status, 200);
@@ -383,7 +386,20 @@ async fn every_root_field_answers_only_with_the_callers_tenant() {
             "k2": null,
             "leaderboard": [{"key": "G1", "name": "Other Group", "value": {"amount": "1000.00"}}],
             "lines": [{"key": "auto", "value": {"amount": "5000.00"}}],
-            "trend": [{"key": "K1", "points": [{"month": "2024-01", "value": {"amount": "1000.00"}}, {"month": "2024-02", "value": {"amount": "0.00"}}]}]
+            "trend": [{"key": "K1", "points": [{"month": "2024-01", "value": {"amount": "1000.00"}}, {"month": "2024-02", "value": {"amount": "0.00"}}]}],
+            // One agency in the tenant: no percentile among one peer.
+            "benchmark": {"subjectName": "Other Group", "peers": [
+                {"metric": "GROSS_COMMISSION", "value": {"amount": "1000.00"}, "tenantPeers": 1, "tenantPercentile": null},
+                {"metric": "AGENT_COMMISSION", "value": {"amount": "400.00"}, "tenantPeers": 1, "tenantPercentile": null},
+                {"metric": "WRITTEN_PREMIUM", "value": {"amount": "5000.00"}, "tenantPeers": 1, "tenantPercentile": null},
+                {"metric": "POLICY_COUNT", "value": {"amount": null}, "tenantPeers": 1, "tenantPercentile": null},
+                {"metric": "NEW_BUSINESS_COUNT", "value": {"amount": null}, "tenantPeers": 1, "tenantPercentile": null},
+                {"metric": "RENEWAL_RATE", "value": {"amount": null}, "tenantPeers": 1, "tenantPercentile": null},
+                {"metric": "CANCELLATION_RATE", "value": {"amount": null}, "tenantPeers": 1, "tenantPercentile": null},
+                {"metric": "AVERAGE_COMMISSION_RATE", "value": {"amount": null}, "tenantPeers": 1, "tenantPercentile": null}]},
+            "report": {"rows": [{"dimensions": ["G1"], "values": [{"amount": "1000.00", "count": null}, {"amount": null, "count": 1}]}]},
+            // A range with nothing in it: zero sums and null rates.
+            "empty": {"performance": {"grossCommission": "0.00", "policyCount": 0, "renewalRate": null, "cancellationRate": null, "averageCommissionRate": null}}
         }})
     );
     let text = body.to_string();
