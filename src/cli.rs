@@ -56,8 +56,9 @@ pub enum Command {
     Keys {
         #[command(subcommand)]
         action: KeysAction,
-        #[command(flatten)]
-        lake: LakeArg,
+        /// The lake holding the keys (before or after the action).
+        #[arg(long = "lake", env = "CIP_LAKE", default_value = "data/lake", global = true)]
+        lake: String,
     },
     /// Write a realistic, deterministic demo landing folder (and its truth).
     Generate {
@@ -198,7 +199,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Keys { action, lake } => {
-            let lake = store::open(&lake.url)?;
+            let lake = store::open(&lake)?;
             match action {
                 KeysAction::Create { tenant, scopes, env } => {
                     let (key, stored) = keys::create(&lake, &tenant, scopes.into_iter().collect(), &env).await?;

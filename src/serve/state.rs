@@ -110,7 +110,8 @@ impl AppState {
             let manifest = snapshot::read(&self.lake, version).await?;
             let manifest = Arc::new(manifest);
             let industry = Arc::new(Industry::new(self.lake.clone(), manifest.clone(), self.settings.session_limits()));
-            let next = Arc::new(Current { manifest, views: Default::default(), industry });
+            let views = self.warm_views(&manifest).await;
+            let next = Arc::new(Current { manifest, views: tokio::sync::Mutex::new(views), industry });
             *self.current.write().expect("snapshot lock") = Some(next);
             self.cache.clear();
             self.stats.snapshot_version.store(version, Ordering::Relaxed);
@@ -118,6 +119,32 @@ impl AppState {
             tracing::info!(version, "serving snapshot");
         }
         Ok(self.version())
+    }
+
+    /// Open the views (sessions and directories) of the largest tenants of
+    /// a new snapshot before it is served, so that the first query after a
+    /// publish pays only for itself; readers keep the old snapshot meanwhile.
+    async fn warm_views(&self, manifest: &Manifest) -> HashMap<String, Arc<TenantView>> {
+        const WARM_TENANTS: usize = 64;
+        let mut tenants: Vec<(u64, String)> = manifest
+            .tenants()
+            .into_iter()
+            .map(|t| (manifest.tenant_files("commissions", &t).map(|f| f.rows).sum::<u64>(), t))
+            .collect();
+        tenants.sort_by(|a, b| b.cmp(a));
+        let mut views = HashMap::new();
+        for (_, tenant) in tenants.into_iter().take(WARM_TENANTS) {
+            match TenantView::open(&self.lake, manifest, &tenant, self.settings.session_limits()).await {
+                Ok(v) => {
+                    if let Err(e) = v.directory().await {
+                        tracing::warn!(%tenant, error = %e, "warming the directory failed");
+                    }
+                    views.insert(tenant, Arc::new(v));
+                }
+                Err(e) => tracing::warn!(%tenant, error = %e, "warming a tenant view failed"),
+            }
+        }
+        views
     }
 
     pub fn version(&self) -> Option<u64> {

@@ -73,3 +73,38 @@ fn generate_is_deterministic_for_a_seed() {
     assert!(!status.success());
     assert!(t.dir.path().join("mine/notes.txt").is_file());
 }
+
+#[test]
+fn keys_are_created_listed_and_revoked_from_the_command_line() {
+    let t = TestLake::new();
+    let lake = t.lake_path();
+    let out = cip()
+        .args([
+            "keys",
+            "create",
+            "--tenant",
+            "t9",
+            "--scopes",
+            "analytics:read,reports:write",
+            "--env",
+            "test",
+            "--lake",
+        ])
+        .arg(&lake)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let key = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(key.starts_with("cipk_test_") && key.len() == 42, "{key}");
+    let id = &key[10..18];
+    // `--lake` may also come before the action.
+    let out = cip().args(["keys", "--lake"]).arg(&lake).arg("list").output().unwrap();
+    let listed = String::from_utf8(out.stdout).unwrap();
+    assert!(listed.starts_with(&format!("{id}  t9")), "{listed}");
+    assert!(listed.contains("active") && listed.contains("analytics:read,reports:write"), "{listed}");
+    assert!(!listed.contains(&key[10..]), "the key itself is never shown again");
+    assert!(cip().args(["keys", "revoke", id, "--lake"]).arg(&lake).status().unwrap().success());
+    let out = cip().args(["keys", "list", "--lake"]).arg(&lake).output().unwrap();
+    assert!(String::from_utf8(out.stdout).unwrap().contains("revoked"));
+    assert!(!cip().args(["keys", "revoke", "nosuchid", "--lake"]).arg(&lake).status().unwrap().success());
+}
