@@ -1,6 +1,7 @@
 //! Derived tables built at publish time, so that hot queries read a few
-//! thousand pre-aggregated rows instead of millions of facts: today the
-//! monthly commission rollup (`query::metrics::commission_rollup`).
+//! thousand pre-aggregated rows instead of millions of facts: the monthly
+//! commission and renewal rollups (`query::metrics::{commission_rollup,
+//! renewal_rollup}`).
 //!
 //! A tenant's rollup is rebuilt whenever its commissions or policies change
 //! in a run (or it has none yet), from the very files the new snapshot will
@@ -13,22 +14,21 @@ use datafusion::prelude::SessionContext;
 use object_store::ObjectStoreExt;
 
 use crate::lake::{self, DataFile, Location, Manifest, parquet_io};
-use crate::query::metrics::{COMMISSION_ROLLUP, commission_rollup};
+use crate::query::metrics::{COMMISSION_ROLLUP, RENEWAL_ROLLUP, commission_rollup, renewal_rollup};
+
+/// Every derived table, by name.
+pub const ROLLUPS: [&str; 2] = [COMMISSION_ROLLUP, RENEWAL_ROLLUP];
 use crate::query::tables::{Scope, register_snapshot};
 
-/// Tenants whose rollup must be (re)built: those with commissions whose
-/// facts changed, or that have none yet.
+/// Tenants whose rollups must be (re)built: those with facts whose
+/// commissions or policies changed, or that lack a rollup.
 pub fn stale_tenants(tables: &BTreeMap<String, Vec<DataFile>>, changed: &BTreeSet<String>) -> BTreeSet<String> {
-    let has_rollup: BTreeSet<&String> =
-        tables.get(COMMISSION_ROLLUP).into_iter().flatten().map(|f| &f.tenant_id).collect();
-    tables
-        .get("commissions")
-        .into_iter()
-        .flatten()
-        .map(|f| &f.tenant_id)
-        .filter(|t| changed.contains(*t) || !has_rollup.contains(t))
-        .cloned()
-        .collect()
+    let tenants_of = |table: &str| -> BTreeSet<String> {
+        tables.get(table).into_iter().flatten().map(|f| f.tenant_id.clone()).collect()
+    };
+    let with_facts: BTreeSet<String> = tenants_of("commissions").union(&tenants_of("policies")).cloned().collect();
+    let complete: Vec<BTreeSet<String>> = ROLLUPS.iter().map(|t| tenants_of(t)).collect();
+    with_facts.into_iter().filter(|t| changed.contains(t) || complete.iter().any(|c| !c.contains(t))).collect()
 }
 
 /// Rebuild the rollup of `tenants` from `tables` (the next snapshot's
@@ -46,16 +46,21 @@ pub async fn rebuild(
     for tenant in tenants {
         let ctx = SessionContext::new();
         register_snapshot(&ctx, lake, &draft, &Scope::Tenant(tenant.clone())).await?;
-        let batches = commission_rollup(&ctx).await?;
-        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
-        let files = tables.entry(COMMISSION_ROLLUP.to_string()).or_default();
-        files.retain(|f| &f.tenant_id != tenant);
-        let Some(schema) = batches.first().map(|b| b.schema()) else { continue };
-        let bytes = parquet_io::encode(schema, &batches)?;
-        let rel = lake::data_file_path(COMMISSION_ROLLUP, tenant, run_id);
-        let size = bytes.len() as u64;
-        lake.store.put(&lake.child(&rel), bytes.into()).await?;
-        files.push(DataFile { path: rel, tenant_id: tenant.clone(), rows: rows as u64, bytes: size });
+        for table in ROLLUPS {
+            let (schema, batches) = match table {
+                COMMISSION_ROLLUP => commission_rollup(&ctx).await?,
+                _ => renewal_rollup(&ctx).await?,
+            };
+            let files = tables.entry(table.to_string()).or_default();
+            files.retain(|f| &f.tenant_id != tenant);
+            let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+            // Written even when empty, so that "built" is visible in the manifest.
+            let bytes = parquet_io::encode(schema, &batches)?;
+            let rel = lake::data_file_path(table, tenant, run_id);
+            let size = bytes.len() as u64;
+            lake.store.put(&lake.child(&rel), bytes.into()).await?;
+            files.push(DataFile { path: rel, tenant_id: tenant.clone(), rows: rows as u64, bytes: size });
+        }
     }
     Ok(())
 }

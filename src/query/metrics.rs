@@ -62,7 +62,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use arrow::array::{Array, ArrayRef, Date32Array, Decimal128Array, Int64Array, RecordBatch, StringArray};
-use arrow::datatypes::{DataType, Field, Schema};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use chrono::{Datelike, Days, Months, NaiveDate};
 use datafusion::common::ScalarValue;
 use datafusion::error::DataFusionError;
@@ -375,6 +375,8 @@ const EXPIRATION_DATE: &str = "expiration_date";
 const CANCELLATION_DATE: &str = "cancellation_date";
 /// On renewal facts: the policy's own id when some policy renews it, else null.
 const RENEWED_BY_SOME_POLICY: &str = "renewed_policy_id";
+/// How many policies a fact row stands for (1 for a policy).
+const POLICY_WEIGHT: &str = "policies";
 /// Period columns of the cancellation family's period table.
 const PERIOD_FROM: &str = "period_from";
 const PERIOD_TO: &str = "period_to";
@@ -414,6 +416,39 @@ pub fn rollup_reads() -> u64 {
     ROLLUP_READS.load(Ordering::Relaxed)
 }
 
+/// Table of monthly renewal counts built at publish time (see
+/// [`renewal_rollup`]).
+pub const RENEWAL_ROLLUP: &str = "renewals_monthly";
+
+/// Policies that can come up for renewal. For whole-month ranges, the
+/// monthly rollup stands in: rows per expiration month × agency × agent ×
+/// carrier × line × renewed-or-not, weighted by their number of policies,
+/// with policies cancelled before expiring left out (they are never up).
+async fn renewal_facts(ctx: &SessionContext, filters: &Filters, range: &DateRange) -> Result<DataFrame, MetricsError> {
+    if fits_rollup(range) && ctx.table_exist(RENEWAL_ROLLUP)? {
+        ROLLUP_READS.fetch_add(1, Ordering::Relaxed);
+        return apply_filters(ctx.table(RENEWAL_ROLLUP).await?, filters);
+    }
+    policy_facts(ctx, filters, true).await
+}
+
+/// The monthly renewal rollup of a tenant's snapshot.
+pub async fn renewal_rollup(ctx: &SessionContext) -> Result<(SchemaRef, Vec<RecordBatch>), MetricsError> {
+    let month = cast(date_trunc(lit("month"), col(EXPIRATION_DATE)), DataType::Date32).alias(EXPIRATION_DATE);
+    let renewed = when(col(RENEWED_BY_SOME_POLICY).is_not_null(), lit("renewed")).end()?.alias(RENEWED_BY_SOME_POLICY);
+    let not_cancelled_before = col(CANCELLATION_DATE).is_null().or(col(CANCELLATION_DATE).gt_eq(col(EXPIRATION_DATE)));
+    let df = policy_facts(ctx, &Filters::default(), true)
+        .await?
+        .filter(not_cancelled_before)?
+        .aggregate(
+            vec![month, col(AGENCY), col(AGENT), col(CARRIER), col(LINE), renewed],
+            vec![sum(col(POLICY_WEIGHT)).alias(POLICY_WEIGHT)],
+        )?
+        .with_column(CANCELLATION_DATE, lit(ScalarValue::Date32(None)))?;
+    let schema = Arc::new(df.schema().as_arrow().clone());
+    Ok((schema, df.collect().await?))
+}
+
 async fn raw_commission_facts(ctx: &SessionContext, filters: &Filters) -> Result<DataFrame, MetricsError> {
     let commissions = ctx.table("commissions").await?.select(vec![
         col("policy_id"),
@@ -437,7 +472,7 @@ async fn raw_commission_facts(ctx: &SessionContext, filters: &Filters) -> Result
 /// The monthly commission rollup of a tenant's snapshot: one row per
 /// month × kind × agent × carrier × agency × line with summed amounts,
 /// under the column names of the raw facts.
-pub async fn commission_rollup(ctx: &SessionContext) -> Result<Vec<RecordBatch>, MetricsError> {
+pub async fn commission_rollup(ctx: &SessionContext) -> Result<(SchemaRef, Vec<RecordBatch>), MetricsError> {
     let month = cast(date_trunc(lit("month"), col(TRANSACTION_DATE)), DataType::Date32).alias(TRANSACTION_DATE);
     let df = raw_commission_facts(ctx, &Filters::default()).await?.aggregate(
         vec![month, col("kind"), col(AGENT), col(CARRIER), col(AGENCY), col(LINE)],
@@ -447,7 +482,8 @@ pub async fn commission_rollup(ctx: &SessionContext) -> Result<Vec<RecordBatch>,
             sum(col("agent_commission")).alias("agent_commission"),
         ],
     )?;
-    Ok(df.collect().await?)
+    let schema = Arc::new(df.schema().as_arrow().clone());
+    Ok((schema, df.collect().await?))
 }
 
 /// Policies; with `renewals`, also [`RENEWED_BY_SOME_POLICY`].
@@ -464,7 +500,8 @@ async fn policy_facts(ctx: &SessionContext, filters: &Filters, renewals: bool) -
         col("premium"),
         col("renewal_of"),
     ])?;
-    let policies = apply_filters(policies, filters)?;
+    // Each policy weighs one; a rollup row weighs the policies it stands for.
+    let policies = apply_filters(policies, filters)?.with_column(POLICY_WEIGHT, lit(1i64))?;
     if !renewals {
         return Ok(policies);
     }
@@ -595,12 +632,12 @@ fn is_up_for_renewal(w: &Window) -> Expr {
 
 /// Renewal rate = [`renewed`] / this.
 fn up_for_renewal(w: &Window) -> Result<Expr, MetricsError> {
-    count_if(is_up_for_renewal(w))
+    sum_if(is_up_for_renewal(w), col(POLICY_WEIGHT))
 }
 
 /// Up for renewal and named in some policy's `renewal_of`.
 fn renewed(w: &Window) -> Result<Expr, MetricsError> {
-    count_if(is_up_for_renewal(w).and(col(RENEWED_BY_SOME_POLICY).is_not_null()))
+    sum_if(is_up_for_renewal(w).and(col(RENEWED_BY_SOME_POLICY).is_not_null()), col(POLICY_WEIGHT))
 }
 
 /// Cancellation rate = this / policies active at the window's start.
@@ -862,7 +899,7 @@ async fn family_query(
             group_exprs(group_by, &TimeKeys::Date(EFFECTIVE_DATE)),
             aggregates(vec![written_premium(&w), policy_count(&w), new_business_count(&w)])?,
         )?,
-        Family::Renewal => policy_facts(ctx, filters, true).await?.filter(is_up_for_renewal(&w))?.aggregate(
+        Family::Renewal => renewal_facts(ctx, filters, range).await?.filter(is_up_for_renewal(&w))?.aggregate(
             group_exprs(group_by, &TimeKeys::Date(EXPIRATION_DATE)),
             aggregates(vec![up_for_renewal(&w), renewed(&w)])?,
         )?,

@@ -14,7 +14,7 @@ use datafusion::prelude::SessionContext;
 
 use crate::contract::Entity;
 use crate::lake::{DataFile, Location, Manifest};
-use crate::query::metrics::COMMISSION_ROLLUP;
+use crate::query::metrics::{COMMISSION_ROLLUP, RENEWAL_ROLLUP};
 
 /// Whose rows a session may see.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,9 +59,12 @@ pub async fn register_snapshot(
     }
     // Derived tables exist only where they were built; queries fall back to
     // the facts when a table is absent.
-    let rollup: Vec<&DataFile> = manifest.files(COMMISSION_ROLLUP).iter().filter(|f| scope.admits(f)).collect();
-    if !rollup.is_empty() {
-        let urls = rollup
+    for table in [COMMISSION_ROLLUP, RENEWAL_ROLLUP] {
+        let files: Vec<&DataFile> = manifest.files(table).iter().filter(|f| scope.admits(f)).collect();
+        if files.is_empty() {
+            continue;
+        }
+        let urls = files
             .iter()
             .map(|f| ListingTableUrl::parse(lake.object_url(&lake.child(&f.path))))
             .collect::<Result<Vec<_>>>()?;
@@ -70,7 +73,7 @@ pub async fn register_snapshot(
             .with_listing_options(options)
             .infer_schema(&ctx.state())
             .await?;
-        ctx.register_table(COMMISSION_ROLLUP, Arc::new(ListingTable::try_new(config)?))?;
+        ctx.register_table(table, Arc::new(ListingTable::try_new(config)?))?;
     }
     Ok(())
 }

@@ -2,7 +2,7 @@
 //! the raw facts answer.
 
 use chrono::NaiveDate;
-use cip::query::metrics::{self, COMMISSION_ROLLUP, DateRange, Dimension, Filters, Metric};
+use cip::query::metrics::{self, COMMISSION_ROLLUP, DateRange, Dimension, Filters, Metric, RENEWAL_ROLLUP};
 use cip::query::tables::{Scope, register_snapshot};
 use datafusion::prelude::SessionContext;
 
@@ -37,8 +37,11 @@ async fn rollup_and_raw_facts_give_identical_figures() {
     let tenant = tenants[0].clone();
     let with = SessionContext::new();
     register_snapshot(&with, &lake.lake(), &manifest, &Scope::Tenant(tenant.clone())).await.unwrap();
+    assert_eq!(manifest.files(RENEWAL_ROLLUP).len(), tenants.len());
+    assert!(manifest.rows(RENEWAL_ROLLUP) < manifest.rows("policies"));
     let mut facts_only = manifest.clone();
     facts_only.tables.remove(COMMISSION_ROLLUP);
+    facts_only.tables.remove(RENEWAL_ROLLUP);
     let without = SessionContext::new();
     register_snapshot(&without, &lake.lake(), &facts_only, &Scope::Tenant(tenant)).await.unwrap();
     assert!(with.table_exist(COMMISSION_ROLLUP).unwrap());
@@ -46,7 +49,8 @@ async fn rollup_and_raw_facts_give_identical_figures() {
 
     let range = DateRange::new(d("2023-01-01"), d("2025-07-01"));
     assert!(metrics::fits_rollup(&range));
-    let commission_metrics = [Metric::GrossCommission, Metric::AgentCommission, Metric::AverageCommissionRate];
+    let commission_metrics =
+        [Metric::GrossCommission, Metric::AgentCommission, Metric::AverageCommissionRate, Metric::RenewalRate];
     let filters = Filters { line_of_business: Some("auto".into()), ..Default::default() };
     for (dims, filters) in [
         (vec![], Filters::default()),
