@@ -49,6 +49,7 @@ const STORED_VERSION: u32 = 1;
 /// What a report can be grouped by. Keys: entity ids; the line of
 /// business; `2024-03` (month), `2024-Q1` (quarter), `2024` (year).
 #[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+#[graphql(remote = "crate::query::metrics::Dimension")]
 pub enum ReportDimension {
     Agency,
     Agent,
@@ -60,59 +61,9 @@ pub enum ReportDimension {
 }
 
 impl ReportDimension {
-    pub fn engine(self) -> Dim {
-        match self {
-            ReportDimension::Agency => Dim::Agency,
-            ReportDimension::Agent => Dim::Agent,
-            ReportDimension::Carrier => Dim::Carrier,
-            ReportDimension::LineOfBusiness => Dim::LineOfBusiness,
-            ReportDimension::Month => Dim::Month,
-            ReportDimension::Quarter => Dim::Quarter,
-            ReportDimension::Year => Dim::Year,
-        }
-    }
-
-    fn from_engine(d: Dim) -> Self {
-        match d {
-            Dim::Agency => ReportDimension::Agency,
-            Dim::Agent => ReportDimension::Agent,
-            Dim::Carrier => ReportDimension::Carrier,
-            Dim::LineOfBusiness => ReportDimension::LineOfBusiness,
-            Dim::Month => ReportDimension::Month,
-            Dim::Quarter => ReportDimension::Quarter,
-            Dim::Year => ReportDimension::Year,
-        }
-    }
-
     /// Column name (`quarter`, `line_of_business`, …).
     pub fn name(self) -> &'static str {
-        self.engine().name()
-    }
-}
-
-fn engine_metric(m: Metric) -> M {
-    match m {
-        Metric::GrossCommission => M::GrossCommission,
-        Metric::AgentCommission => M::AgentCommission,
-        Metric::WrittenPremium => M::WrittenPremium,
-        Metric::PolicyCount => M::PolicyCount,
-        Metric::NewBusinessCount => M::NewBusinessCount,
-        Metric::RenewalRate => M::RenewalRate,
-        Metric::CancellationRate => M::CancellationRate,
-        Metric::AverageCommissionRate => M::AverageCommissionRate,
-    }
-}
-
-fn api_metric(m: M) -> Metric {
-    match m {
-        M::GrossCommission => Metric::GrossCommission,
-        M::AgentCommission => Metric::AgentCommission,
-        M::WrittenPremium => Metric::WrittenPremium,
-        M::PolicyCount => Metric::PolicyCount,
-        M::NewBusinessCount => Metric::NewBusinessCount,
-        M::RenewalRate => Metric::RenewalRate,
-        M::CancellationRate => Metric::CancellationRate,
-        M::AverageCommissionRate => Metric::AverageCommissionRate,
+        Dim::from(self).name()
     }
 }
 
@@ -302,7 +253,7 @@ impl ReportSpec {
             return Err(format!("metrics must hold 1 to {MAX_METRICS} metrics"));
         }
         if let Some(m) = metrics.iter().enumerate().find(|(i, m)| metrics[..*i].contains(m)) {
-            return Err(format!("metric {} is listed twice", engine_metric(*m.1)));
+            return Err(format!("metric {} is listed twice", M::from(*m.1)));
         }
         if dimensions.len() > MAX_DIMENSIONS {
             return Err(format!("dimensions must hold at most {MAX_DIMENSIONS} dimensions"));
@@ -328,10 +279,7 @@ impl ReportSpec {
             let by = match (metric, dimension) {
                 (Some(m), None) if metrics.contains(&m) => OrderBy::Metric(m),
                 (Some(m), None) => {
-                    return Err(format!(
-                        "orderBy[{i}]: metric {} is not one of the report's metrics",
-                        engine_metric(m)
-                    ));
+                    return Err(format!("orderBy[{i}]: metric {} is not one of the report's metrics", M::from(m)));
                 }
                 (None, Some(d)) if dimensions.contains(&d) => OrderBy::Dimension(d),
                 (None, Some(d)) => {
@@ -370,10 +318,9 @@ impl ReportSpec {
     }
 
     pub fn from_stored(d: &StoredDefinition) -> Result<Self, String> {
-        let metric = |n: &str| M::from_name(n).map(api_metric).ok_or_else(|| format!("unknown metric '{n}'"));
-        let dimension = |n: &str| {
-            Dim::from_name(n).map(ReportDimension::from_engine).ok_or_else(|| format!("unknown dimension '{n}'"))
-        };
+        let metric = |n: &str| M::from_name(n).map(Metric::from).ok_or_else(|| format!("unknown metric '{n}'"));
+        let dimension =
+            |n: &str| Dim::from_name(n).map(ReportDimension::from).ok_or_else(|| format!("unknown dimension '{n}'"));
         let metrics = d.metrics.iter().map(|n| metric(n)).collect::<Result<Vec<_>, _>>()?;
         let dimensions = d.dimensions.iter().map(|n| dimension(n)).collect::<Result<Vec<_>, _>>()?;
         let order_by = d
@@ -399,7 +346,7 @@ impl ReportSpec {
 
     pub fn stored(&self) -> StoredDefinition {
         StoredDefinition {
-            metrics: self.metrics.iter().map(|m| engine_metric(*m).name().to_string()).collect(),
+            metrics: self.metrics.iter().map(|m| M::from(*m).name().to_string()).collect(),
             dimensions: self.dimensions.iter().map(|d| d.name().to_string()).collect(),
             from: self.range.from,
             to: self.range.to,
@@ -409,7 +356,7 @@ impl ReportSpec {
                 .iter()
                 .map(|k| StoredOrder {
                     metric: match k.by {
-                        OrderBy::Metric(m) => Some(engine_metric(m).name().to_string()),
+                        OrderBy::Metric(m) => Some(M::from(m).name().to_string()),
                         OrderBy::Dimension(_) => None,
                     },
                     dimension: match k.by {
@@ -465,7 +412,7 @@ impl ReportSpec {
             metric: None,
         });
         let metrics = self.metrics.iter().map(|m| ReportColumn {
-            name: engine_metric(*m).name().to_string(),
+            name: M::from(*m).name().to_string(),
             kind: metric_kind(*m),
             dimension: None,
             metric: Some(*m),
@@ -535,8 +482,8 @@ fn sort_rows(spec: &ReportSpec, rows: &mut [Row]) {
 
 /// Compute `spec` on the tenant's view: one engine query per metric family.
 pub async fn run(view: &TenantView, spec: &ReportSpec) -> Result<ReportTable, metrics::MetricsError> {
-    let ms: Vec<M> = spec.metrics.iter().map(|m| engine_metric(*m)).collect();
-    let dims: Vec<Dim> = spec.dimensions.iter().map(|d| d.engine()).collect();
+    let ms: Vec<M> = spec.metrics.iter().map(|m| M::from(*m)).collect();
+    let dims: Vec<Dim> = spec.dimensions.iter().map(|d| Dim::from(*d)).collect();
     let mut rows = metrics::compute(&view.session, &ms, &spec.range, &dims, &spec.filters).await?;
     sort_rows(spec, &mut rows);
     let total_rows = rows.len();

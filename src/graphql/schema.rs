@@ -55,6 +55,7 @@ impl Dimension {
 }
 
 #[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+#[graphql(remote = "crate::query::metrics::Metric")]
 pub enum Metric {
     GrossCommission,
     AgentCommission,
@@ -75,32 +76,6 @@ impl Metric {
             }
             Metric::PolicyCount | Metric::NewBusinessCount => MetricValue::Count(0),
             Metric::RenewalRate | Metric::CancellationRate | Metric::AverageCommissionRate => MetricValue::Rate(None),
-        }
-    }
-
-    fn from_engine(m: M) -> Self {
-        match m {
-            M::GrossCommission => Metric::GrossCommission,
-            M::AgentCommission => Metric::AgentCommission,
-            M::WrittenPremium => Metric::WrittenPremium,
-            M::PolicyCount => Metric::PolicyCount,
-            M::NewBusinessCount => Metric::NewBusinessCount,
-            M::RenewalRate => Metric::RenewalRate,
-            M::CancellationRate => Metric::CancellationRate,
-            M::AverageCommissionRate => Metric::AverageCommissionRate,
-        }
-    }
-
-    fn engine(self) -> M {
-        match self {
-            Metric::GrossCommission => M::GrossCommission,
-            Metric::AgentCommission => M::AgentCommission,
-            Metric::WrittenPremium => M::WrittenPremium,
-            Metric::PolicyCount => M::PolicyCount,
-            Metric::NewBusinessCount => M::NewBusinessCount,
-            Metric::RenewalRate => M::RenewalRate,
-            Metric::CancellationRate => M::CancellationRate,
-            Metric::AverageCommissionRate => M::AverageCommissionRate,
         }
     }
 }
@@ -436,7 +411,7 @@ impl Query {
         let filters = Filters { agency_id: agency_id.map(|i| i.0), ..Default::default() };
         let v = view(ctx);
         let rows =
-            metrics::compute(&v.session, &[metric.engine()], &r, &[by.engine()], &filters).await.map_err(internal)?;
+            metrics::compute(&v.session, &[M::from(metric)], &r, &[by.engine()], &filters).await.map_err(internal)?;
         let dir = v.directory().await.map_err(internal)?;
         let mut entries: Vec<(String, MetricValue)> =
             rows.into_iter().map(|row| (row.group[0].clone(), row.values[0])).collect();
@@ -490,9 +465,8 @@ impl Query {
             Dimension::Agent => dir.agents.iter().map(|a| (a.id.as_str(), a.agency_id.as_str())).collect(),
             _ => dir.agencies.iter().map(|a| (a.id.as_str(), "")).collect(),
         };
-        let value_of = |member: &str, i: usize, m: M| {
-            by_id.get(member).map(|vs| vs[i]).unwrap_or_else(|| Metric::from_engine(m).zero())
-        };
+        let value_of =
+            |member: &str, i: usize, m: M| by_id.get(member).map(|vs| vs[i]).unwrap_or_else(|| Metric::from(m).zero());
         let peers = M::ALL
             .iter()
             .enumerate()
@@ -503,7 +477,7 @@ impl Query {
                     .as_ref()
                     .map(|g| members.iter().filter(|(_, a)| a == g).map(|(p, _)| value_of(p, i, *m)).collect());
                 PeerBenchmark {
-                    metric: Metric::from_engine(*m),
+                    metric: Metric::from(*m),
                     value: Value::of(&own),
                     agency_peers: agency.as_ref().map(|a| a.len() as i32),
                     agency_percentile: agency.as_ref().and_then(|a| industry::percentile_rank(&own, a)),
@@ -530,7 +504,7 @@ impl Query {
                         let i = M::ALL.iter().position(|m| *m == s.metric).expect("metric in ALL");
                         let q = |k: usize| s.quartiles.as_ref().map(|q| Value::of(&q[k]));
                         IndustryBenchmark {
-                            metric: Metric::from_engine(s.metric),
+                            metric: Metric::from(s.metric),
                             line_of_business: s.line_of_business.clone(),
                             contributing_tenants: s.contributing_tenants as i32,
                             available: s.quartiles.is_some(),
@@ -595,7 +569,7 @@ impl Query {
         let mut dims: Vec<Dim> = group_by.iter().map(|d| d.engine()).collect();
         dims.push(Dim::Month);
         let v = view(ctx);
-        let rows = metrics::compute(&v.session, &[metric.engine()], &r, &dims, &filters).await.map_err(internal)?;
+        let rows = metrics::compute(&v.session, &[M::from(metric)], &r, &dims, &filters).await.map_err(internal)?;
         let dir = v.directory().await.map_err(internal)?;
         let mut by_group: BTreeMap<String, BTreeMap<String, MetricValue>> = BTreeMap::new();
         for row in rows {
