@@ -519,3 +519,33 @@ async fn graphql_over_websocket_with_credentials_in_connection_init() {
     let refused = ws.next().await.unwrap().unwrap();
     assert!(matches!(refused, Message::Close(_)), "{refused:?}");
 }
+
+#[tokio::test]
+async fn rs256_tokens_and_the_query_timeout() {
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+    let app = TestApp::spawn_with(|s| ServeSettings {
+        jwt_secret: None,
+        jwt_public_key: Some(format!("{fixtures}/jwt-test-public.pem").into()),
+        query_timeout_ms: 1,
+        ..s
+    })
+    .await;
+    let private = std::fs::read(format!("{fixtures}/jwt-test-private.pem")).unwrap();
+    let claims = Claims {
+        sub: "svc".into(),
+        tenant_id: "t1".into(),
+        permissions: vec!["analytics:read".into()],
+        exp: (chrono::Utc::now().timestamp() + 600) as u64,
+    };
+    let token = encode(&Header::new(Algorithm::RS256), &claims, &EncodingKey::from_rsa_pem(&private).unwrap()).unwrap();
+    // An HS256 token is refused when the server verifies RS256.
+    let (status, _, _) =
+        app.post(Auth::Bearer(TestApp::token("t1", &["analytics:read"])), "{ agencies { id } }", json!({})).await;
+    assert_eq!(status, 401);
+    // The RS256 token is accepted, and a real query cannot finish in 1 ms.
+    let q = format!(r#"{{ agencies {{ performance(range: {RANGE_2024}) {{ grossCommission }} }} }}"#);
+    let (status, _, body) = app.post(Auth::Bearer(token), &q, json!({})).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["errors"][0]["extensions"]["code"], "TIMEOUT", "{body}");
+    assert_eq!(body["errors"][0]["message"], "query exceeded 1 ms");
+}
