@@ -416,32 +416,32 @@ pub fn rollup_reads() -> u64 {
     ROLLUP_READS.load(Ordering::Relaxed)
 }
 
-/// Table of monthly renewal counts built at publish time (see
-/// [`renewal_rollup`]).
-pub const RENEWAL_ROLLUP: &str = "renewals_monthly";
+/// Table of renewal outcomes built at publish time (see [`renewal_rollup`]).
+pub const RENEWAL_ROLLUP: &str = "renewal_outcomes";
 
-/// Policies that can come up for renewal. For whole-month ranges, the
-/// monthly rollup stands in: rows per expiration month × agency × agent ×
-/// carrier × line × renewed-or-not, weighted by their number of policies,
-/// with policies cancelled before expiring left out (they are never up).
-async fn renewal_facts(ctx: &SessionContext, filters: &Filters, range: &DateRange) -> Result<DataFrame, MetricsError> {
-    if fits_rollup(range) && ctx.table_exist(RENEWAL_ROLLUP)? {
+/// Policies that can come up for renewal. Where the snapshot has the
+/// renewal-outcome rollup, it stands in for any range: rows per expiration
+/// date × agency × agent × carrier × line × renewed-or-not, weighted by
+/// their number of policies, with policies cancelled before expiring left
+/// out (they are never up). It saves the self-join that finds renewals.
+async fn renewal_facts(ctx: &SessionContext, filters: &Filters) -> Result<DataFrame, MetricsError> {
+    if ctx.table_exist(RENEWAL_ROLLUP)? {
         ROLLUP_READS.fetch_add(1, Ordering::Relaxed);
         return apply_filters(ctx.table(RENEWAL_ROLLUP).await?, filters);
     }
     policy_facts(ctx, filters, true).await
 }
 
-/// The monthly renewal rollup of a tenant's snapshot.
+/// The renewal-outcome rollup of a tenant's snapshot (daily grain, so that
+/// any range can use it).
 pub async fn renewal_rollup(ctx: &SessionContext) -> Result<(SchemaRef, Vec<RecordBatch>), MetricsError> {
-    let month = cast(date_trunc(lit("month"), col(EXPIRATION_DATE)), DataType::Date32).alias(EXPIRATION_DATE);
     let renewed = when(col(RENEWED_BY_SOME_POLICY).is_not_null(), lit("renewed")).end()?.alias(RENEWED_BY_SOME_POLICY);
     let not_cancelled_before = col(CANCELLATION_DATE).is_null().or(col(CANCELLATION_DATE).gt_eq(col(EXPIRATION_DATE)));
     let df = policy_facts(ctx, &Filters::default(), true)
         .await?
         .filter(not_cancelled_before)?
         .aggregate(
-            vec![month, col(AGENCY), col(AGENT), col(CARRIER), col(LINE), renewed],
+            vec![col(EXPIRATION_DATE), col(AGENCY), col(AGENT), col(CARRIER), col(LINE), renewed],
             vec![sum(col(POLICY_WEIGHT)).alias(POLICY_WEIGHT)],
         )?
         .with_column(CANCELLATION_DATE, lit(ScalarValue::Date32(None)))?;
@@ -899,7 +899,7 @@ async fn family_query(
             group_exprs(group_by, &TimeKeys::Date(EFFECTIVE_DATE)),
             aggregates(vec![written_premium(&w), policy_count(&w), new_business_count(&w)])?,
         )?,
-        Family::Renewal => renewal_facts(ctx, filters, range).await?.filter(is_up_for_renewal(&w))?.aggregate(
+        Family::Renewal => renewal_facts(ctx, filters).await?.filter(is_up_for_renewal(&w))?.aggregate(
             group_exprs(group_by, &TimeKeys::Date(EXPIRATION_DATE)),
             aggregates(vec![up_for_renewal(&w), renewed(&w)])?,
         )?,
@@ -1080,22 +1080,23 @@ pub async fn kpis(
             group_exprs(group_by, &TimeKeys::None),
             aggregates(vec![gross_commission(&mtd), gross_commission(&ytd)])?,
         )?;
-    let policy = policy_facts(ctx, filters, true)
+    let policy = policy_facts(ctx, filters, false)
         .await?
-        .filter(in_window(EFFECTIVE_DATE, &ytd).or(is_active_at(at.clone())).or(is_up_for_renewal(&retention)))?
+        .filter(in_window(EFFECTIVE_DATE, &ytd).or(is_active_at(at.clone())))?
         .aggregate(
             group_exprs(group_by, &TimeKeys::None),
-            aggregates(vec![
-                written_premium(&ytd),
-                active_policies_at(at),
-                up_for_renewal(&retention),
-                renewed(&retention),
-            ])?,
+            aggregates(vec![written_premium(&ytd), active_policies_at(at)])?,
         )?;
+    let renewal = renewal_facts(ctx, filters).await?.filter(is_up_for_renewal(&retention))?.aggregate(
+        group_exprs(group_by, &TimeKeys::None),
+        aggregates(vec![up_for_renewal(&retention), renewed(&retention)])?,
+    )?;
     let n = group_by.len();
-    let (commission, policy) = futures::try_join!(grouped(ctx, commission, n), grouped(ctx, policy, n))?;
+    let (commission, policy, renewal) =
+        futures::try_join!(grouped(ctx, commission, n), grouped(ctx, policy, n), grouped(ctx, renewal, n))?;
 
-    let mut keys: BTreeSet<Vec<String>> = commission.keys().chain(policy.keys()).cloned().collect();
+    let mut keys: BTreeSet<Vec<String>> =
+        commission.keys().chain(policy.keys()).chain(renewal.keys()).cloned().collect();
     if group_by.is_empty() {
         keys.insert(Vec::new());
     }
@@ -1104,13 +1105,14 @@ pub async fn kpis(
         .map(|key| {
             let c = |i: usize| commission.get(&key).map_or(Num::Count(0), |v| v[i]);
             let p = |i: usize| policy.get(&key).map_or(Num::Count(0), |v| v[i]);
+            let r = |i: usize| renewal.get(&key).map_or(Num::Count(0), |v| v[i]);
             let k = Kpis {
                 as_of,
                 mtd_commission: c(0).money(),
                 ytd_commission: c(1).money(),
                 written_premium_ytd: p(0).money(),
                 active_policies: p(1).count(),
-                retention_rate_12m: rate(p(3), p(2)),
+                retention_rate_12m: rate(r(1), r(0)),
             };
             (key, k)
         })

@@ -564,7 +564,7 @@ async fn kpis_at_an_as_of_date() {
 
     let before = counter.get();
     let all = kpis(&ctx, as_of, &none, &[]).await.unwrap();
-    assert_eq!(counter.get() - before, 2);
+    assert_eq!(counter.get() - before, 3); // commissions, policies, renewal outcomes
     // MTD [03-01, 03-15]: C10 20 + C4 65 + C11 0 + C3 -150 = -65.00 (C6 on 03-25 is later)
     // YTD [01-01, 03-15]: Jan (C1 110 + C5 0 + C7 45) + Feb (C2 180) + MTD -65 = 270.00
     // Active at 03-15: P2 P6 P9 P10 P11 = 5
