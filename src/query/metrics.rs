@@ -68,13 +68,11 @@ use datafusion::common::ScalarValue;
 use datafusion::error::DataFusionError;
 use datafusion::functions::expr_fn::date_trunc;
 use datafusion::functions_aggregate::expr_fn::{count, sum};
-use datafusion::prelude::{
-    DataFrame, Expr, JoinType, SessionContext, cast, col, concat, date_part, in_list, lit, to_char, when,
-};
+use datafusion::prelude::{DataFrame, Expr, JoinType, SessionContext, cast, col, in_list, lit, when};
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 
-use crate::contract::values::date_to_days;
+use crate::contract::values::{date_to_days, days_to_date};
 
 // ---------------------------------------------------------------------------
 // Public types
@@ -685,16 +683,13 @@ fn group_exprs(group_by: &[Dimension], time: &TimeKeys) -> Vec<Expr> {
 
 /// Engine-side twin of [`period_key`].
 fn time_key_expr(d: Dimension, date: Expr) -> Expr {
-    match d {
-        Dimension::Month => to_char(date, lit("%Y-%m")),
-        Dimension::Year => to_char(date, lit("%Y")),
-        Dimension::Quarter => concat(vec![
-            to_char(date.clone(), lit("%Y")),
-            lit("-Q"),
-            cast(date_part(lit("quarter"), date), DataType::Utf8),
-        ]),
+/// The first day of the period holding `date`; [`grouped`] names it with [`period_key`].
+        Dimension::Month => "month",
+        Dimension::Quarter => "quarter",
+        Dimension::Year => "year",
         _ => unreachable!("entity dimension"),
-    }
+    };
+    cast(date_trunc(lit(unit), date), DataType::Date32)
 }
 
 /// The key of the period of `dim` holding `d` ("2024-03", "2024-Q1",
@@ -803,14 +798,24 @@ type Groups = BTreeMap<Vec<String>, Vec<Num>>;
 
 /// Run an aggregate whose first `n_keys` columns are group keys and the rest
 /// aggregates; keyed by the group's strings (null key = `""`).
-async fn grouped(ctx: &SessionContext, df: DataFrame, n_keys: usize) -> Result<Groups, MetricsError> {
+async fn grouped(ctx: &SessionContext, df: DataFrame, group_by: &[Dimension]) -> Result<Groups, MetricsError> {
+    let n_keys = group_by.len();
     let batches = run(ctx, df).await?;
     let mut out = Groups::new();
     for batch in &batches {
         let schema = batch.schema();
         let keys = (0..n_keys)
             .map(|i| {
-                let utf8 = arrow::compute::cast(batch.column(i), &DataType::Utf8).map_err(DataFusionError::from)?;
+                let column = batch.column(i);
+                // Periods are grouped on their first day (cheap) and named
+                // here, once per group rather than once per row.
+                if let Some(days) = column.as_any().downcast_ref::<Date32Array>() {
+                    return Ok(days
+                        .iter()
+                        .map(|d| d.and_then(|d| period_key(group_by[i], days_to_date(d))))
+                        .collect::<StringArray>());
+                }
+                let utf8 = arrow::compute::cast(column, &DataType::Utf8).map_err(DataFusionError::from)?;
                 Ok(utf8.as_any().downcast_ref::<StringArray>().expect("cast to Utf8").clone())
             })
             .collect::<Result<Vec<_>, MetricsError>>()?;
@@ -946,13 +951,14 @@ pub async fn compute(
     for family in families {
         plans.push((family, family_query(ctx, family, range, group_by, filters).await?));
     }
-    let results: HashMap<Family, Groups> =
-        futures::future::try_join_all(plans.into_iter().map(|(family, df)| async move {
-            Ok::<_, MetricsError>((family, grouped(ctx, df, group_by.len()).await?))
-        }))
-        .await?
-        .into_iter()
-        .collect();
+    let results: HashMap<Family, Groups> = futures::future::try_join_all(
+        plans
+            .into_iter()
+            .map(|(family, df)| async move { Ok::<_, MetricsError>((family, grouped(ctx, df, group_by).await?)) }),
+    )
+    .await?
+    .into_iter()
+    .collect();
 
     let mut keys: BTreeSet<Vec<String>> = results.values().flat_map(|g| g.keys().cloned()).collect();
     match group_by {
@@ -992,7 +998,7 @@ pub async fn renewal_counts(
 ) -> Result<Vec<RenewalCounts>, MetricsError> {
     range.check()?;
     let df = family_query(ctx, Family::Renewal, range, group_by, filters).await?;
-    Ok(grouped(ctx, df, group_by.len())
+    Ok(grouped(ctx, df, group_by)
         .await?
         .into_iter()
         .map(|(group, v)| RenewalCounts { group, up_for_renewal: v[0].count(), renewed: v[1].count() })
@@ -1040,7 +1046,7 @@ pub async fn active_policies(
         .await?
         .filter(is_active_at(d.clone()))?
         .aggregate(group_exprs(group_by, &TimeKeys::None), aggregates(vec![active_policies_at(d)])?)?;
-    let groups = grouped(ctx, df, group_by.len()).await?;
+    let groups = grouped(ctx, df, group_by).await?;
     Ok(groups.into_iter().map(|(k, v)| (k, v[0].count())).collect())
 }
 
@@ -1091,9 +1097,11 @@ pub async fn kpis(
         group_exprs(group_by, &TimeKeys::None),
         aggregates(vec![up_for_renewal(&retention), renewed(&retention)])?,
     )?;
-    let n = group_by.len();
-    let (commission, policy, renewal) =
-        futures::try_join!(grouped(ctx, commission, n), grouped(ctx, policy, n), grouped(ctx, renewal, n))?;
+    let (commission, policy, renewal) = futures::try_join!(
+        grouped(ctx, commission, group_by),
+        grouped(ctx, policy, group_by),
+        grouped(ctx, renewal, group_by)
+    )?;
 
     let mut keys: BTreeSet<Vec<String>> =
         commission.keys().chain(policy.keys()).chain(renewal.keys()).cloned().collect();
