@@ -681,9 +681,10 @@ fn group_exprs(group_by: &[Dimension], time: &TimeKeys) -> Vec<Expr> {
         .collect()
 }
 
-/// Engine-side twin of [`period_key`].
+/// The first day of the period holding `date`; [`grouped`] names it with
+/// [`period_key`].
 fn time_key_expr(d: Dimension, date: Expr) -> Expr {
-/// The first day of the period holding `date`; [`grouped`] names it with [`period_key`].
+    let unit = match d {
         Dimension::Month => "month",
         Dimension::Quarter => "quarter",
         Dimension::Year => "year",
