@@ -104,6 +104,18 @@ impl TenantView {
     pub async fn directory(&self) -> Result<Arc<Directory>> {
         self.directory.get_or_try_init(|| async { load_directory(&self.session).await.map(Arc::new) }).await.cloned()
     }
+
+    /// Load the directory and read every table's Parquet footers once, so
+    /// that they sit in the session's metadata cache before the first real
+    /// query.
+    pub async fn warm(&self) -> Result<()> {
+        self.directory().await?;
+        let names = self.session.catalog("datafusion").and_then(|c| c.schema("public")).map(|s| s.table_names());
+        for table in names.unwrap_or_default() {
+            self.session.sql(&format!("select count(*) from \"{table}\"")).await?.collect().await?;
+        }
+        Ok(())
+    }
 }
 
 fn strings(b: &RecordBatch, col: usize) -> Vec<Option<String>> {

@@ -136,8 +136,8 @@ impl AppState {
         for (_, tenant) in tenants.into_iter().take(WARM_TENANTS) {
             match TenantView::open(&self.lake, manifest, &tenant, self.settings.session_limits()).await {
                 Ok(v) => {
-                    if let Err(e) = v.directory().await {
-                        tracing::warn!(%tenant, error = %e, "warming the directory failed");
+                    if let Err(e) = v.warm().await {
+                        tracing::warn!(%tenant, error = %e, "warming the tenant view failed");
                     }
                     views.insert(tenant, Arc::new(v));
                 }
