@@ -549,3 +549,30 @@ async fn rs256_tokens_and_the_query_timeout() {
     assert_eq!(body["errors"][0]["extensions"]["code"], "TIMEOUT", "{body}");
     assert_eq!(body["errors"][0]["message"], "query exceeded 1 ms");
 }
+
+#[tokio::test]
+async fn variables_fragments_and_introspection() {
+    let app = TestApp::spawn().await;
+    let q = r#"query Perf($id: ID!, $range: DateRange!) {
+                 agency(id: $id) { ...Figures }
+                 __schema { queryType { name } mutationType { name } }
+                 __type(name: "Kpis") { fields { name } }
+               }
+               fragment Figures on Agency { name performance(range: $range) { grossCommission } }"#;
+    let vars = json!({"id": "G2", "range": {"from": "2024-01-01", "to": "2025-01-01"}});
+    let (status, _, body) = app.post(Auth::Key(&app.key_t1), q, vars).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["agency"], json!({"name": "South Agency", "performance": {"grossCommission": "96.00"}}));
+    assert_eq!(body["data"]["__schema"], json!({"queryType": {"name": "Query"}, "mutationType": {"name": "Mutation"}}));
+    let fields: Vec<&str> =
+        body["data"]["__type"]["fields"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        fields,
+        ["asOf", "mtdCommission", "ytdCommission", "activePolicies", "writtenPremiumYtd", "retentionRate12m"]
+    );
+    // The same query with other variables is another cache entry, not a stale answer.
+    let (_, _, body) = app
+        .post(Auth::Key(&app.key_t1), q, json!({"id": "G1", "range": {"from": "2024-01-01", "to": "2025-01-01"}}))
+        .await;
+    assert_eq!(body["data"]["agency"]["performance"]["grossCommission"], "176.25");
+}
