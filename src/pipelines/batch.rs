@@ -241,9 +241,11 @@ pub async fn ingest(landing: &Location, lake: &Location, opts: &IngestOptions) -
     let stale = rollups::stale_tenants(&tables, &facts_changed);
     if !stale.is_empty() {
         changed = true;
+        let started = Instant::now();
         rollups::rebuild(lake, &mut tables, &stale, &run_id)
             .await
             .map_err(|e| IngestError::Write(format!("building rollups: {e:#}")))?;
+        tracing::info!(tenants = stale.len(), ms = started.elapsed().as_millis() as u64, "rollups built");
     }
 
     let previous_version = previous.as_ref().map(|m| m.version);

@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use datafusion::prelude::SessionContext;
+use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectStoreExt;
 
 use crate::lake::{self, DataFile, Location, Manifest, parquet_io};
@@ -33,6 +34,32 @@ pub fn stale_tenants(tables: &BTreeMap<String, Vec<DataFile>>, changed: &BTreeSe
 
 /// Rebuild the rollup of `tenants` from `tables` (the next snapshot's
 /// files), writing new files and pointing `tables` at them.
+/// Build and write every rollup of one tenant.
+async fn build_tenant(
+    lake: &Location,
+    draft: &Manifest,
+    tenant: &str,
+    run_id: &str,
+) -> anyhow::Result<Vec<(&'static str, DataFile)>> {
+    let ctx = SessionContext::new();
+    register_snapshot(&ctx, lake, draft, &Scope::Tenant(tenant.to_string())).await?;
+    let mut out = Vec::with_capacity(ROLLUPS.len());
+    for table in ROLLUPS {
+        let (schema, batches) = match table {
+            COMMISSION_ROLLUP => commission_rollup(&ctx).await?,
+            _ => renewal_rollup(&ctx).await?,
+        };
+        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+        // Written even when empty, so that "built" is visible in the manifest.
+        let bytes = parquet_io::encode(schema, &batches)?;
+        let rel = lake::data_file_path(table, tenant, run_id);
+        let size = bytes.len() as u64;
+        lake.store.put(&lake.child(&rel), bytes.into()).await?;
+        out.push((table, DataFile { path: rel, tenant_id: tenant.to_string(), rows: rows as u64, bytes: size }));
+    }
+    Ok(out)
+}
+
 pub async fn rebuild(
     lake: &Location,
     tables: &mut BTreeMap<String, Vec<DataFile>>,
@@ -43,24 +70,17 @@ pub async fn rebuild(
         return Ok(());
     }
     let draft = Manifest { tables: tables.clone(), ..Manifest::empty() };
-    for tenant in tenants {
-        let ctx = SessionContext::new();
-        register_snapshot(&ctx, lake, &draft, &Scope::Tenant(tenant.clone())).await?;
-        for table in ROLLUPS {
-            let (schema, batches) = match table {
-                COMMISSION_ROLLUP => commission_rollup(&ctx).await?,
-                _ => renewal_rollup(&ctx).await?,
-            };
-            let files = tables.entry(table.to_string()).or_default();
-            files.retain(|f| &f.tenant_id != tenant);
-            let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
-            // Written even when empty, so that "built" is visible in the manifest.
-            let bytes = parquet_io::encode(schema, &batches)?;
-            let rel = lake::data_file_path(table, tenant, run_id);
-            let size = bytes.len() as u64;
-            lake.store.put(&lake.child(&rel), bytes.into()).await?;
-            files.push(DataFile { path: rel, tenant_id: tenant.clone(), rows: rows as u64, bytes: size });
-        }
+    // Tenants are independent: build two at a time, so one tenant's serial
+    // steps (planning, encoding, the put) overlap another's scans.
+    let built: Vec<Vec<(&str, DataFile)>> = futures::stream::iter(tenants)
+        .map(|tenant| build_tenant(lake, &draft, tenant, run_id))
+        .buffer_unordered(2)
+        .try_collect()
+        .await?;
+    for (table, file) in built.into_iter().flatten() {
+        let files = tables.entry(table.to_string()).or_default();
+        files.retain(|f| f.tenant_id != file.tenant_id);
+        files.push(file);
     }
     Ok(())
 }
