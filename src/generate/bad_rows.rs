@@ -407,6 +407,31 @@ pub fn duplicate_conflict(spec: &EntitySpec, fields: &[String]) -> Vec<String> {
 mod tests {
     use super::*;
 
+    /// The generator writes from its own column specs; they must say what
+    /// the contract module says, so that the two cannot drift apart.
+    #[test]
+    fn specs_agree_with_the_contract() {
+        use crate::contract::{Entity, Kind};
+        let specs = [&AGENCIES, &AGENTS, &CARRIERS, &SCHEDULES, &POLICIES, &COMMISSIONS, &STATEMENT_LINES];
+        for spec in specs {
+            let entity = Entity::from_name(spec.name).expect("a contract entity");
+            let contract = entity.columns();
+            let names: Vec<&str> = contract.iter().map(|c| c.name).collect();
+            assert_eq!(spec.columns, names.as_slice(), "{}", spec.name);
+            for ((col, c), name) in spec.cols.iter().zip(contract).zip(&names) {
+                assert_eq!(col.required, c.required, "{}.{name}", spec.name);
+                if let (Ty::Enum(valid, invalid), Kind::Enum(allowed)) = (col.ty, c.kind) {
+                    assert_eq!(valid, allowed, "{}.{name}", spec.name);
+                    assert!(invalid.iter().all(|v| !allowed.iter().any(|a| a.eq_ignore_ascii_case(v))));
+                }
+                assert_eq!(matches!(col.ty, Ty::Enum(..)), matches!(c.kind, Kind::Enum(_)), "{}.{name}", spec.name);
+            }
+            let mut key: Vec<usize> = vec![0];
+            key.extend(entity.key_indices());
+            assert_eq!(spec.key, key.as_slice(), "{}", spec.name);
+        }
+    }
+
     fn row(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| s.to_string()).collect()
     }
