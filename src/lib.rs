@@ -12,6 +12,7 @@ pub mod contract;
 pub mod generate;
 pub mod graphql;
 pub mod lake;
+pub mod models;
 pub mod pipelines;
 pub mod query;
 pub mod serve;

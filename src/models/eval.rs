@@ -1,0 +1,1 @@
+//! Binary-classification metrics. (Owned by the renewal work.)

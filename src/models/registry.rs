@@ -1,0 +1,1 @@
+//! Versioned model artifacts in the lake's object store.

@@ -1,0 +1,1 @@
+//! The models' output tables in the lake.
