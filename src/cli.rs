@@ -13,6 +13,7 @@ use crate::generate::{self, Format, GenerateOptions};
 use crate::serve::Application;
 
 use crate::lake::store;
+use crate::models::jobs::{self, ScoreOptions, ScoreSummary, TrainOptions, TrainSummary};
 use crate::pipelines::batch::{self, IngestOptions, IngestReport};
 
 #[derive(Parser, Debug)]
@@ -25,7 +26,8 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// The main job on the embedded default: generate the demo book of
-    /// business, ingest it into the lake and print the summary.
+    /// business, ingest it into the lake, train and score the models, and
+    /// serve the API.
     Demo {
         /// Where the demo landing (`<dir>/landing`) and its truth (`<dir>/truth`) go.
         #[arg(long, default_value = "data/demo")]
@@ -86,6 +88,33 @@ pub enum Command {
         /// End of the history ("today"), exclusive.
         #[arg(long, default_value = "2026-01-01")]
         end: NaiveDate,
+    },
+    /// Train and evaluate the renewal and revenue-forecast models on the
+    /// latest snapshot; register them under `models/<name>/<version>/`.
+    Train {
+        #[command(flatten)]
+        lake: LakeArg,
+        /// The last day of data (default: the latest date in the lake).
+        #[arg(long)]
+        data_date: Option<NaiveDate>,
+        /// Also write the renewal model's train/test features as CSV here.
+        #[arg(long)]
+        export_features: Option<PathBuf>,
+        /// Print a machine-readable summary on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Score the policies in force and forecast revenue with the newest
+    /// models; publish `renewal_scores`, `forecasts` and `forecast_accuracy`.
+    Score {
+        #[command(flatten)]
+        lake: LakeArg,
+        /// The scoring date (default: the latest date in the lake).
+        #[arg(long)]
+        as_of: Option<NaiveDate>,
+        /// Print a machine-readable summary on stdout.
+        #[arg(long)]
+        json: bool,
     },
     /// Ingest a landing folder (CSV / JSON Lines per entity) into the lake.
     Ingest {
@@ -178,10 +207,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let report = ingest(path_str(&landing)?, &lake.url, &opts).await?;
             print!("{}", render_report(&report));
             println!("lake: {}   truth of the planted defects: {}", lake.url, truth.display());
+            let lake_loc = store::open(&lake.url)?;
+            let trained = jobs::train(&lake_loc, &TrainOptions::default()).await?;
+            print!("{}", render_train(&trained));
+            let scored = jobs::score(&lake_loc, &ScoreOptions::default()).await?;
+            print!("{}", render_score(&scored));
             if no_serve {
                 return Ok(());
             }
-            let lake_loc = store::open(&lake.url)?;
             let tenant = crate::lake::snapshot::latest(&lake_loc)
                 .await?
                 .and_then(|m| m.tenants().into_iter().next())
@@ -241,6 +274,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{entity:<22}{rows:>12}");
             }
             println!("{} files, {} rows with a planted defect", summary.files, summary.bad_rows);
+            Ok(())
+        }
+        Command::Train { lake, data_date, export_features, json } => {
+            let lake = store::open(&lake.url)?;
+            let summary = jobs::train(&lake, &TrainOptions { data_date, export_features }).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&summary)?);
+            } else {
+                print!("{}", render_train(&summary));
+            }
+            Ok(())
+        }
+        Command::Score { lake, as_of, json } => {
+            let lake = store::open(&lake.url)?;
+            let summary = jobs::score(&lake, &ScoreOptions { as_of }).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&summary)?);
+            } else {
+                print!("{}", render_score(&summary));
+            }
             Ok(())
         }
         Command::Ingest { landing, lake, json, workers } => {
@@ -308,6 +361,48 @@ pub async fn ingest(landing: &str, lake: &str, opts: &IngestOptions) -> anyhow::
     let landing = store::open(landing)?;
     let lake = store::open(lake)?;
     Ok(batch::ingest(&landing, &lake, opts).await?)
+}
+
+/// A metric of a model's metrics.json for the summary line, if present.
+fn figure(metrics: &serde_json::Value, path: &[&str]) -> String {
+    let mut v = metrics;
+    for p in path {
+        v = &v[*p];
+    }
+    v.as_f64().map(|x| format!("{x:.3}")).unwrap_or_else(|| "n/a".into())
+}
+
+/// A human-readable summary of `cip train`.
+pub fn render_train(s: &TrainSummary) -> String {
+    let secs = |k: &str| s.timings_ms.get(k).copied().unwrap_or(0) as f64 / 1000.0;
+    let r = &s.renewal.metrics;
+    format!(
+        "trained on snapshot {} (data up to {}) in {:.1} s\n\
+         renewal {}: {} examples, out-of-time ROC-AUC {} (baseline line×carrier {}), ECE {}, Brier skill {}\n\
+         revenue_forecast {}: months {}..{}, see models/revenue_forecast/{}/metrics.json\n",
+        s.snapshot,
+        s.data_date,
+        secs("total"),
+        s.renewal.version,
+        s.renewal_examples,
+        figure(r, &["model", "roc_auc"]),
+        figure(r, &["baseline_line_carrier", "roc_auc"]),
+        figure(r, &["model", "ece"]),
+        figure(r, &["model", "brier_skill"]),
+        s.forecast.version,
+        s.forecast.window_from,
+        s.forecast.window_to,
+        s.forecast.version,
+    )
+}
+
+/// A human-readable summary of `cip score`.
+pub fn render_score(s: &ScoreSummary) -> String {
+    format!(
+        "scored {} policies in force on {} ({:.0} policies/s; {:.0}/s with features) and wrote {} forecast rows; \
+         snapshot {} published\n",
+        s.policies_scored, s.as_of, s.scoring_rate, s.scoring_rate_with_features, s.forecast_rows, s.snapshot
+    )
 }
 
 /// A human-readable run summary.

@@ -7,6 +7,7 @@
 
 pub mod errors;
 pub mod loaders;
+pub mod models;
 pub mod reports;
 pub mod scalars;
 pub mod schema;
@@ -17,10 +18,10 @@ use async_graphql::{Context, EmptySubscription, MergedObject, Schema};
 
 use crate::query::view::TenantView;
 
-/// The query root: analytics fields and reports.
+/// The query root: analytics fields, reports and the models' outputs.
 #[derive(MergedObject)]
 #[graphql(name = "Query")]
-pub struct QueryRoot(schema::Query, reports::ReportsQuery);
+pub struct QueryRoot(schema::Query, reports::ReportsQuery, models::ModelsQuery);
 
 /// The mutation root (saved reports).
 #[derive(MergedObject, Default)]
@@ -43,10 +44,14 @@ impl Default for ShapeLimits {
 }
 
 pub fn build_schema(limits: ShapeLimits) -> CipSchema {
-    Schema::build(QueryRoot(schema::Query, reports::ReportsQuery), MutationRoot::default(), EmptySubscription)
-        .limit_depth(limits.max_depth)
-        .limit_complexity(limits.max_complexity)
-        .finish()
+    Schema::build(
+        QueryRoot(schema::Query, reports::ReportsQuery, models::ModelsQuery),
+        MutationRoot::default(),
+        EmptySubscription,
+    )
+    .limit_depth(limits.max_depth)
+    .limit_complexity(limits.max_complexity)
+    .finish()
 }
 
 /// The SDL clients see (`schema.graphql` must equal it).

@@ -146,7 +146,7 @@ pub struct Kpis {
 }
 
 /// One policy term.
-pub struct Policy(PolicyInfo);
+pub struct Policy(pub(crate) PolicyInfo);
 
 #[Object]
 impl Policy {
@@ -254,7 +254,7 @@ async fn performance(ctx: &Context<'_>, subject: Subject, id: &str, range: DateR
     Ok(loader.load_one(key).await.map_err(internal)?.unwrap_or_else(Performance::empty))
 }
 
-pub struct Agency(AgencyInfo);
+pub struct Agency(pub(crate) AgencyInfo);
 
 #[Object]
 impl Agency {
@@ -306,7 +306,7 @@ impl Agency {
     }
 }
 
-pub struct Agent(AgentInfo);
+pub struct Agent(pub(crate) AgentInfo);
 
 #[Object]
 impl Agent {

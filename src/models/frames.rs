@@ -22,16 +22,24 @@ use crate::lake::{DataFile, Location, Manifest};
 /// files gives an empty frame with the entity's columns; any other table
 /// without files gives a frame without columns.
 pub async fn load(lake: &Location, manifest: &Manifest, table: &str, tenant: Option<&str>) -> Result<DataFrame> {
-    let files: Vec<&DataFile> = manifest.files(table).iter().filter(|f| tenant.is_none_or(|t| f.tenant_id == t)).collect();
+    let files: Vec<&DataFile> =
+        manifest.files(table).iter().filter(|f| tenant.is_none_or(|t| f.tenant_id == t)).collect();
     if files.is_empty() {
         return Ok(empty_frame(table));
     }
     let frames: Vec<DataFrame> = futures::stream::iter(files)
         .map(|f| async move {
             let bytes = lake.store.get(&lake.child(&f.path)).await?.bytes().await?;
-            let mut df = ParquetReader::new(Cursor::new(bytes)).finish().with_context(|| format!("reading {}", f.path))?;
+            let mut df = ParquetReader::new(Cursor::new(bytes))
+                .finish()
+                .map_err(anyhow::Error::from)
+                .with_context(|| format!("reading {}", f.path))?;
             if df.column("tenant_id").is_err() {
-                let tenant = Column::new_scalar("tenant_id".into(), Scalar::from(PlSmallStr::from(f.tenant_id.as_str())), df.height());
+                let tenant = Column::new_scalar(
+                    "tenant_id".into(),
+                    Scalar::from(PlSmallStr::from(f.tenant_id.as_str())),
+                    df.height(),
+                );
                 df.with_column(tenant)?;
             }
             anyhow::Ok(df)
@@ -42,7 +50,7 @@ pub async fn load(lake: &Location, manifest: &Manifest, table: &str, tenant: Opt
     let mut frames = frames.into_iter();
     let mut all = frames.next().expect("at least one file");
     for df in frames {
-        all.vstack_mut(&df).with_context(|| format!("stacking the files of {table}"))?;
+        all.vstack_mut(&df).map_err(anyhow::Error::from).with_context(|| format!("stacking the files of {table}"))?;
     }
     all.rechunk_mut();
     Ok(all)

@@ -11,10 +11,12 @@
 //! - `forecast`: monthly gross-commission forecasts with intervals, backtest, reconciliation.
 //! - `registry`: versioned artifacts in the object store; `scores`: the lake tables.
 
+pub mod actions;
 pub mod eval;
 pub mod features;
 pub mod forecast;
 pub mod frames;
+pub mod jobs;
 pub mod registry;
 pub mod renewal;
 pub mod scores;

@@ -3,5 +3,6 @@
 pub mod industry;
 pub mod metrics;
 pub mod policies;
+pub mod renewals;
 pub mod tables;
 pub mod view;

@@ -26,7 +26,7 @@ pub struct PolicyInfo {
     pub renewal_of: Option<String>,
 }
 
-const COLUMNS: [&str; 13] = [
+pub(crate) const COLUMNS: [&str; 13] = [
     "policy_id",
     "policy_number",
     "agency_id",
@@ -70,7 +70,7 @@ pub async fn top_by_premium(
     Ok(rows(&df.collect().await?))
 }
 
-fn rows(batches: &[RecordBatch]) -> Vec<PolicyInfo> {
+pub(crate) fn rows(batches: &[RecordBatch]) -> Vec<PolicyInfo> {
     let mut out = Vec::new();
     for b in batches {
         let s = |i: usize| b.column(i).as_string::<i32>().clone();

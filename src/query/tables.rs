@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use arrow::datatypes::SchemaRef;
 use datafusion::datasource::MemTable;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
@@ -14,6 +15,7 @@ use datafusion::prelude::SessionContext;
 
 use crate::contract::Entity;
 use crate::lake::{DataFile, Location, Manifest};
+use crate::models::scores;
 use crate::query::metrics::{COMMISSION_ROLLUP, RENEWAL_ROLLUP};
 
 /// Whose rows a session may see.
@@ -42,38 +44,52 @@ pub async fn register_snapshot(
     scope: &Scope,
 ) -> Result<()> {
     ctx.register_object_store(&lake.store_url, lake.store.clone());
-    for entity in Entity::ALL {
-        let files: Vec<&DataFile> = manifest.files(entity.name()).iter().filter(|f| scope.admits(f)).collect();
-        let schema = entity.schema();
+    let files_of =
+        |table: &str| -> Vec<&DataFile> { manifest.files(table).iter().filter(|f| scope.admits(f)).collect() };
+    // Contract entities and the models' outputs are always registered (empty
+    // when they have no files), so that queries answer "nothing yet" rather
+    // than failing.
+    let known = Entity::ALL
+        .into_iter()
+        .map(|e| (e.name(), e.schema()))
+        .chain(scores::TABLES.into_iter().map(|t| (t, scores::schema_of(t).expect("output table schema"))));
+    for (table, schema) in known {
+        let files = files_of(table);
         if files.is_empty() {
-            ctx.register_table(entity.name(), Arc::new(MemTable::try_new(schema, vec![vec![]])?))?;
-            continue;
+            ctx.register_table(table, Arc::new(MemTable::try_new(schema, vec![vec![]])?))?;
+        } else {
+            register_files(ctx, lake, table, &files, Some(schema)).await?;
         }
-        let urls = files
-            .iter()
-            .map(|f| ListingTableUrl::parse(lake.object_url(&lake.child(&f.path))))
-            .collect::<Result<Vec<_>>>()?;
-        let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
-        let config = ListingTableConfig::new_with_multi_paths(urls).with_listing_options(options).with_schema(schema);
-        ctx.register_table(entity.name(), Arc::new(ListingTable::try_new(config)?))?;
     }
     // Derived tables exist only where they were built; queries fall back to
     // the facts when a table is absent.
     for table in [COMMISSION_ROLLUP, RENEWAL_ROLLUP] {
-        let files: Vec<&DataFile> = manifest.files(table).iter().filter(|f| scope.admits(f)).collect();
-        if files.is_empty() {
-            continue;
+        let files = files_of(table);
+        if !files.is_empty() {
+            register_files(ctx, lake, table, &files, None).await?;
         }
-        let urls = files
-            .iter()
-            .map(|f| ListingTableUrl::parse(lake.object_url(&lake.child(&f.path))))
-            .collect::<Result<Vec<_>>>()?;
-        let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
-        let config = ListingTableConfig::new_with_multi_paths(urls)
-            .with_listing_options(options)
-            .infer_schema(&ctx.state())
-            .await?;
-        ctx.register_table(table, Arc::new(ListingTable::try_new(config)?))?;
     }
+    Ok(())
+}
+
+/// Register `files` as `table`, with `schema` or the one the files carry.
+async fn register_files(
+    ctx: &SessionContext,
+    lake: &Location,
+    table: &str,
+    files: &[&DataFile],
+    schema: Option<SchemaRef>,
+) -> Result<()> {
+    let urls = files
+        .iter()
+        .map(|f| ListingTableUrl::parse(lake.object_url(&lake.child(&f.path))))
+        .collect::<Result<Vec<_>>>()?;
+    let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+    let config = ListingTableConfig::new_with_multi_paths(urls).with_listing_options(options);
+    let config = match schema {
+        Some(schema) => config.with_schema(schema),
+        None => config.infer_schema(&ctx.state()).await?,
+    };
+    ctx.register_table(table, Arc::new(ListingTable::try_new(config)?))?;
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! `cip serve`: the analytics API over the lake.
 
+pub mod feeds;
 pub mod limits;
 pub mod reports;
 pub mod routes;
@@ -54,6 +55,7 @@ impl Application {
             .route("/ready", get(routes::ready))
             .route("/metrics", get(routes::metrics))
             .route("/reports/{file}", get(reports::download))
+            .route("/feeds/renewals.csv", get(feeds::renewals_csv))
             .with_state(state)
     }
 

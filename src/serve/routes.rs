@@ -78,6 +78,7 @@ impl Admitted {
         data.insert(self.industry);
         data.insert(self.principal);
         data.insert(ReportStore::new(state.lake.clone()));
+        data.insert(state.models());
         data
     }
 }

@@ -15,8 +15,10 @@ use crate::auth::jwt::JwtVerifier;
 use crate::auth::keys::{self, StoredKey};
 use crate::auth::{AuthError, Principal};
 use crate::config::ServeSettings;
+use crate::graphql::models::ModelCatalog;
 use crate::graphql::{CipSchema, build_schema};
 use crate::lake::{Location, Manifest, snapshot, store};
+use crate::models::registry;
 use crate::query::industry::Industry;
 use crate::query::view::TenantView;
 
@@ -26,6 +28,8 @@ pub struct Current {
     views: tokio::sync::Mutex<HashMap<String, Arc<TenantView>>>,
     /// Anonymised cross-tenant benchmarks of this snapshot.
     pub industry: Arc<Industry>,
+    /// The registered models when this snapshot was loaded.
+    pub models: Arc<ModelCatalog>,
 }
 
 /// Responses of successful queries, keyed by (snapshot, tenant, normalised
@@ -111,7 +115,15 @@ impl AppState {
             let manifest = Arc::new(manifest);
             let industry = Arc::new(Industry::new(self.lake.clone(), manifest.clone(), self.settings.session_limits()));
             let views = self.warm_views(&manifest).await;
-            let next = Arc::new(Current { manifest, views: tokio::sync::Mutex::new(views), industry });
+            let models = match registry::list(&self.lake).await {
+                Ok(list) => list,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not list the registered models");
+                    Vec::new()
+                }
+            };
+            let models = Arc::new(ModelCatalog(models));
+            let next = Arc::new(Current { manifest, views: tokio::sync::Mutex::new(views), industry, models });
             *self.current.write().expect("snapshot lock") = Some(next);
             self.cache.clear();
             self.stats.snapshot_version.store(version, Ordering::Relaxed);
@@ -145,6 +157,11 @@ impl AppState {
             }
         }
         views
+    }
+
+    /// The registered models as of the served snapshot.
+    pub fn models(&self) -> Arc<ModelCatalog> {
+        self.current.read().expect("snapshot lock").as_ref().map(|c| c.models.clone()).unwrap_or_default()
     }
 
     pub fn version(&self) -> Option<u64> {

@@ -6,6 +6,7 @@ mod graphql;
 mod helpers;
 mod ingest;
 mod metrics;
+mod models;
 mod reports;
 mod rollups;
 mod serve;
