@@ -42,7 +42,7 @@ impl Cursor {
     }
 
     pub fn decode(s: &str) -> Option<Cursor> {
-        if s.len() < 16 || s.len() % 2 != 0 || !s.is_ascii() {
+        if s.len() < 16 || !s.len().is_multiple_of(2) || !s.is_ascii() {
             return None;
         }
         let probability = f64::from_bits(u64::from_str_radix(&s[..16], 16).ok()?);
