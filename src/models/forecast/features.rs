@@ -20,6 +20,10 @@ pub const NAMES: [&str; NF] = [
     "yoy3",
     "age",
     "lag12_x_growth",
+    "parent_lag12",
+    "parent_lag24",
+    "parent_lag36",
+    "parent_growth",
     "jan",
     "feb",
     "mar",
@@ -33,7 +37,10 @@ pub const NAMES: [&str; NF] = [
     "nov",
     "dec",
 ];
-pub const NF: usize = 25;
+pub const NF: usize = 29;
+/// Positions of the features the fallback forecast reads.
+pub const LAG12: usize = 0;
+pub const LAG12_X_GROWTH: usize = 12;
 
 /// Scaled features and targets are clipped to ±CLIP: a series that starts
 /// small and jumps must not dominate a least-squares fit.
@@ -71,10 +78,32 @@ pub fn level(s: &Series, o: Month) -> f64 {
     AsOf { s, o }.mean(o - 11, o, f64::abs).unwrap_or(0.0)
 }
 
+/// The same-month shapes (amount of the month 12, 24 and 36 months before
+/// the target over the level of its year) and the year-on-year growth of
+/// `s` at origin `o`; missing ones fall back to the previous.
+fn shape(s: &Series, o: Month, target: Month, fallback: f64) -> [f64; 4] {
+    let a = AsOf { s, o };
+    let level_of = |back: i32| a.mean(o - 11 - back, o - back, f64::abs).filter(|l| *l > 0.0);
+    let mut out = [fallback; 3];
+    for (k, back) in [12, 24, 36].into_iter().enumerate() {
+        let prev = if k == 0 { fallback } else { out[k - 1] };
+        out[k] = match (a.y(target - back), level_of(back - 12)) {
+            (Some(v), Some(l)) => v / l,
+            _ => prev,
+        };
+    }
+    let growth = match (a.full(o - 23), level_of(0)) {
+        (true, Some(l)) => (a.mean(o - 11, o, |v| v).unwrap_or(0.0) - a.mean(o - 23, o - 12, |v| v).unwrap_or(0.0)) / l,
+        _ => 0.0,
+    };
+    [out[0], out[1], out[2], growth]
+}
+
 /// Fills `out` with the features of `s` at origin `o` for the month `o + h`
 /// and returns the level they were scaled by; `None` when that level is 0
-/// (the forecast is then 0).
-pub fn row(s: &Series, o: Month, h: u32, out: &mut [f64]) -> Option<f64> {
+/// (the forecast is then 0). `parent`'s shape is a less noisy estimate of
+/// the seasonal pattern of a small series.
+pub fn row(s: &Series, parent: Option<&Series>, o: Month, h: u32, out: &mut [f64]) -> Option<f64> {
     let a = AsOf { s, o };
     let scale = level(s, o);
     if scale <= 0.0 {
@@ -113,11 +142,13 @@ pub fn row(s: &Series, o: Month, h: u32, out: &mut [f64]) -> Option<f64> {
         // Growth acts on the seasonal amount, not on the level alone.
         lag12 * growth,
     ];
-    for (slot, v) in out.iter_mut().zip(f) {
+    let own = [lag12, lag24, lag36, growth];
+    let p = parent.filter(|p| level(p, o) > 0.0).map_or(own, |p| shape(p, o, target, 1.0));
+    for (slot, v) in out.iter_mut().zip(f.into_iter().chain(p)) {
         *slot = v.clamp(-CLIP, CLIP);
     }
     let month0 = target.rem_euclid(12) as usize;
-    for (m, slot) in out[13..NF].iter_mut().enumerate() {
+    for (m, slot) in out[17..NF].iter_mut().enumerate() {
         *slot = f64::from(u8::from(m == month0));
     }
     Some(scale)

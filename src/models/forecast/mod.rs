@@ -207,7 +207,8 @@ fn reconciled_at_last(fitted: &Fitted, panel: &Panel, h: u32) -> Vec<i64> {
         for (i, &s) in idx.iter().enumerate() {
             let mut row = x.row_mut(i);
             let out = row.as_slice_mut().expect("contiguous row");
-            scale[i] = features::row(&panel.series[s], o, h, out).unwrap_or(0.0);
+            let ser = &panel.series[s];
+            scale[i] = features::row(ser, ser.parent.map(|p| &panel.series[p]), o, h, out).unwrap_or(0.0);
         }
         for (&s, p) in idx.iter().zip(fitted.predict(kind, h, &x, &scale)) {
             raw[s] = p;

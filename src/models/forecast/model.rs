@@ -30,7 +30,7 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Config {
-        Config { penalty: 0.01, cross: true, window: 36 }
+        Config { penalty: 0.01, cross: false, window: 36 }
     }
 }
 /// Kinds with their own models; tenants and agents are sums of these.
@@ -182,7 +182,8 @@ pub struct Fitted {
     /// Last month of the data fitted on.
     pub origin: Month,
     /// Per modelled kind, the models of horizons 1..=12; `None` where there
-    /// were too few rows (the scaled same-month-last-year value stands in).
+    /// were too few rows (the same month last year, grown by the
+    /// year-on-year growth, stands in).
     pub models: Vec<(Kind, Vec<Option<Ridge>>)>,
     /// Per published kind and horizon, quantiles `LEVELS` of the errors of
     /// its reconciled forecasts divided by the series' noise scale.
@@ -203,7 +204,8 @@ impl Fitted {
     pub fn predict(&self, kind: Kind, h: u32, x: &Array2<f64>, scale: &[f64]) -> Vec<f64> {
         let scaled: Vec<f64> = match self.model(kind, h) {
             Some(m) if x.nrows() > 0 => m.predict(x).to_vec(),
-            _ => x.column(0).to_vec(),
+            // Same month last year, grown by the year-on-year growth.
+            _ => (&x.column(features::LAG12) + &x.column(features::LAG12_X_GROWTH)).to_vec(),
         };
         scaled.iter().zip(scale).map(|(p, s)| if *s > 0.0 { p.clamp(-CLIP, CLIP) * s } else { 0.0 }).collect()
     }
@@ -233,12 +235,13 @@ impl Grid {
             if !MODELLED.contains(&s.kind) {
                 continue;
             }
+            let parent = s.parent.map(|p| &panel.series[p]);
             for k in 0..s.values.len() {
                 let (r, o) = (row0[si] + k, s.start + k as i32);
                 for h in 1..=HORIZON {
                     let mut row = x[h - 1].row_mut(r);
                     let out = row.as_slice_mut().expect("rows of a standard-layout array are contiguous");
-                    scale[r] = features::row(s, o, h as u32, out).unwrap_or(0.0);
+                    scale[r] = features::row(s, parent, o, h as u32, out).unwrap_or(0.0);
                 }
             }
         }

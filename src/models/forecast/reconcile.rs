@@ -57,7 +57,14 @@ pub fn cents(panel: &Panel, t: &TenantNodes, o: Month, cross: bool, raw: impl Fn
 }
 
 pub fn to_cents(v: f64) -> i64 {
-    (v * 100.0).round() as i64
+    round_cents(v * 100.0)
+}
+
+/// Rounds an amount in cents, first to a millionth of a cent: a model
+/// reloaded from JSON may differ in the last bit of a float, and that must
+/// not flip a half cent.
+fn round_cents(c: f64) -> i64 {
+    ((c * 1e6).round() / 1e6).round() as i64
 }
 
 /// `total` split in proportion to `weights` (non-negative, not all 0) in
@@ -80,7 +87,7 @@ pub fn split_cents(total: i64, weights: &[f64]) -> Vec<i64> {
         .enumerate()
         .map(|(i, w)| {
             run += w / sum * total as f64;
-            let cur = if i == last { total } else { run.round() as i64 };
+            let cur = if i == last { total } else { round_cents(run) };
             let part = cur - prev;
             prev = cur;
             part

@@ -59,6 +59,9 @@ pub struct Series {
     pub kind: Kind,
     /// Node id (`""` for the tenant; `agency/agent` for a cell).
     pub id: String,
+    /// The series whose seasonal shape and growth inform this one's
+    /// forecasts: the agency of a cell, the tenant of the others.
+    pub parent: Option<usize>,
     /// First month with a row.
     pub start: Month,
     /// Amounts of months `start..=last`, zero where there was no row.
@@ -185,8 +188,10 @@ pub fn build(facts: &[Fact], last: Month) -> Panel {
     }
     let mut panel = Panel { last, tenants: Vec::new(), series: Vec::new() };
     for (ti, (id, sums)) in tenants.into_iter().enumerate() {
+        let total = panel.series.len();
         let mut push = |kind: Kind, id: String, s: &Sums| {
-            panel.series.push(zero_filled(ti, kind, id, s, last));
+            let parent = (kind != Kind::Tenant).then_some(total);
+            panel.series.push(zero_filled(ti, kind, id, parent, s, last));
             panel.series.len() - 1
         };
         let mut nodes = TenantNodes { id: id.to_string(), ..Default::default() };
@@ -197,25 +202,30 @@ pub fn build(facts: &[Fact], last: Month) -> Panel {
         nodes.agents = sums.agents.iter().map(|(k, s)| push(Kind::Agent, k.clone(), s)).collect();
         nodes.agency_cells = vec![Vec::new(); nodes.agencies.len()];
         nodes.agent_cells = vec![Vec::new(); nodes.agents.len()];
+        let mut cell_parents = Vec::new();
         for ((agency, agent), s) in &sums.cells {
             let cell = push(Kind::Cell, format!("{agency}/{agent}"), s);
             let a = agency_ids.binary_search(&agency).expect("a cell's agency is an agency");
             let g = agent_ids.binary_search(&agent).expect("a cell's agent is an agent");
+            cell_parents.push((cell, nodes.agencies[a]));
             nodes.agency_cells[a].push(cell);
             nodes.agent_cells[g].push(cell);
         }
         nodes.carriers = sums.carriers.iter().map(|(k, s)| push(Kind::Carrier, k.clone(), s)).collect();
         nodes.lines = sums.lines.iter().map(|(k, s)| push(Kind::Line, k.clone(), s)).collect();
+        for (cell, agency) in cell_parents {
+            panel.series[cell].parent = Some(agency);
+        }
         panel.tenants.push(nodes);
     }
     panel
 }
 
-fn zero_filled(tenant: usize, kind: Kind, id: String, sums: &Sums, last: Month) -> Series {
+fn zero_filled(tenant: usize, kind: Kind, id: String, parent: Option<usize>, sums: &Sums, last: Month) -> Series {
     let start = *sums.keys().next().expect("a series has a row");
     let mut values = vec![0.0; (last - start + 1) as usize];
     for (&m, &c) in sums {
         values[(m - start) as usize] = c as f64 / 100.0;
     }
-    Series { tenant, kind, id, start, values }
+    Series { tenant, kind, id, parent, start, values }
 }
