@@ -36,10 +36,37 @@ pub fn origins(panel: &Panel) -> Vec<Month> {
     ((panel.last - ORIGINS).max(first + 12)..panel.last).collect()
 }
 
+/// Threads the origins are spread over (each origin's refit is independent).
+const THREADS: usize = 2;
+
 pub fn run(panel: &Panel, grid: &Grid, config: &Config) -> Result<Backtest> {
-    let mut scores = vec![<[Scores; 3]>::default(); panel.series.len()];
     let origins = origins(panel);
-    for &o in &origins {
+    let parts: Vec<Result<Vec<[Scores; 3]>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..THREADS)
+            .map(|k| {
+                let mine: Vec<Month> = origins.iter().copied().skip(k).step_by(THREADS).collect();
+                scope.spawn(move || score_origins(panel, grid, config, &mine))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("a backtest thread panicked")).collect()
+    });
+    let mut scores = vec![<[Scores; 3]>::default(); panel.series.len()];
+    for part in parts {
+        for (acc, p) in scores.iter_mut().zip(part?) {
+            for (a, b) in acc.iter_mut().zip(&p) {
+                a.model.merge(&b.model);
+                a.seasonal_naive.merge(&b.seasonal_naive);
+                a.damped_trend.merge(&b.damped_trend);
+            }
+        }
+    }
+    Ok(Backtest { scores, origins })
+}
+
+/// Scores of the forecasts made at `origins`, per series and bucket.
+fn score_origins(panel: &Panel, grid: &Grid, config: &Config, origins: &[Month]) -> Result<Vec<[Scores; 3]>> {
+    let mut scores = vec![<[Scores; 3]>::default(); panel.series.len()];
+    for &o in origins {
         let at = model::fit_at(panel, grid, o, config)?;
         for (s, ser) in panel.series.iter().enumerate() {
             if !PUBLISHED.contains(&ser.kind) || ser.start > o {
@@ -61,7 +88,7 @@ pub fn run(panel: &Panel, grid: &Grid, config: &Config) -> Result<Backtest> {
             }
         }
     }
-    Ok(Backtest { scores, origins })
+    Ok(scores)
 }
 
 impl Backtest {
