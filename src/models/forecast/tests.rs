@@ -395,3 +395,29 @@ fn jacobi_eigenvectors_diagonalise_a_symmetric_matrix() {
     assert!(back.iter().zip(m.iter()).all(|(a, b)| close(*a, *b, 1e-12)), "{back}");
     assert!(close(v.column(0).dot(&v.column(1)), 0.0, 1e-12));
 }
+
+#[test]
+fn a_five_month_history_is_forecast_by_its_recent_level_with_fallback_intervals() {
+    // Too few rows for any model: the fallback is the same month last year
+    // grown by the yearly growth; without a year of history that is the mean
+    // of the last 3 months (300, 400, 500 → 400). No backtest origin exists,
+    // so the intervals are the fallback quantiles (±1.6 and ±2.5) times the
+    // naive MAE (100).
+    let rows: Vec<Row> =
+        (1..=5).map(|m| ("t1", ymd(2025, m), "AG-1", "C-1", Some("A"), Some("auto"), 100.0 * f64::from(m))).collect();
+    let df = frame(&rows);
+    let (model, report) = train(&df, ymd(2025, 5)).unwrap();
+    assert!(model.accuracy().is_empty());
+    assert_eq!(report.metrics["backtest"]["origins"], 0);
+    let out = model.forecast(&df, ymd(2025, 5), 3).unwrap();
+    assert_eq!(out.len(), 5 * 3);
+    let d = |v: i64| Decimal::new(v * 100, 2);
+    for r in &out {
+        assert_eq!(
+            (r.point, r.lower80, r.upper80, r.lower95, r.upper95),
+            (d(400), d(240), d(560), d(150), d(650)),
+            "{r:?}"
+        );
+    }
+    assert!(model.forecast(&df, ymd(2025, 5), 13).is_err());
+}
