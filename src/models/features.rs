@@ -402,6 +402,7 @@ impl Book {
     /// Bundle and history of the customer at `as_of`.
     fn push_customer(&self, c: &mut Columns, i: usize, as_of: i32) {
         let (mut others, mut renters_only, mut cancels, mut lapses) = (0i64, true, 0i64, 0i64);
+        let (mut covering, mut renewals) = (0i64, 0i64);
         let mut since = as_of;
         for &j in &self.customer_rows[self.customer_ix[i] as usize] {
             let j = j as usize;
@@ -412,6 +413,11 @@ impl Book {
             if j != i && self.in_force(j, as_of) {
                 others += 1;
                 renters_only &= self.line[j] == "renters";
+                // Still in force when this term expires, without a renewal of its own.
+                covering += i64::from(self.exp[j] >= self.exp[i]);
+            }
+            if self.renewer_eff[j].is_some_and(|r| r <= as_of) {
+                renewals += 1;
             }
             match self.cancel[j] {
                 Some(d) if d <= as_of => cancels += 1,
@@ -426,6 +432,8 @@ impl Book {
         }
         c.other_policies.push(others);
         c.others_renters_only.push(others > 0 && renters_only);
+        c.others_covering_expiration.push(covering);
+        c.customer_renewals.push(renewals);
         c.customer_cancellations.push(cancels);
         c.customer_lapses.push(lapses);
         c.customer_years.push(f64::from(as_of - since) / 365.25);
@@ -514,6 +522,8 @@ struct Columns {
     history_days: Vec<i64>,
     other_policies: Vec<i64>,
     others_renters_only: Vec<bool>,
+    others_covering_expiration: Vec<i64>,
+    customer_renewals: Vec<i64>,
     customer_cancellations: Vec<i64>,
     customer_lapses: Vec<i64>,
     customer_years: Vec<f64>,
@@ -553,6 +563,8 @@ impl Columns {
             Column::new("history_days".into(), self.history_days),
             Column::new("other_policies".into(), self.other_policies),
             Column::new("others_renters_only".into(), self.others_renters_only),
+            Column::new("others_covering_expiration".into(), self.others_covering_expiration),
+            Column::new("customer_renewals".into(), self.customer_renewals),
             Column::new("customer_cancellations".into(), self.customer_cancellations),
             Column::new("customer_lapses".into(), self.customer_lapses),
             Column::new("customer_years".into(), self.customer_years),
@@ -674,6 +686,9 @@ pub(crate) mod tests {
         assert!((get_f64(&p2, "premium_change") - 0.23).abs() < 1e-12);
         assert_eq!(get_f64(&p2, "other_policies"), 1.0);
         assert_eq!(get_f64(&p2, "others_renters_only"), 0.0);
+        // P3 expires after P2 (2024-03-01 > 2024-01-01); P1's renewal is known.
+        assert_eq!(get_f64(&p2, "others_covering_expiration"), 1.0);
+        assert_eq!(get_f64(&p2, "customer_renewals"), 1.0);
         assert_eq!(get_f64(&p2, "term_months"), 12.0);
         assert_eq!(get_f64(&p2, "customer_lapses"), 0.0);
         assert_eq!(get_f64(&p2, "customer_cancellations"), 0.0);
@@ -698,6 +713,7 @@ pub(crate) mod tests {
         // → customer K1 has no lapse.
         let p3 = row_of(&ex, "P3");
         assert_eq!(get_f64(&p3, "other_policies"), 1.0);
+        assert_eq!(get_f64(&p3, "others_covering_expiration"), 0.0);
         assert_eq!(get_f64(&p3, "customer_lapses"), 0.0);
     }
 

@@ -121,7 +121,7 @@ pub struct Score {
 }
 
 /// Numeric design columns: name, driver group.
-const NUMERIC: [(&str, &str); 20] = [
+const NUMERIC: [(&str, &str); 22] = [
     ("tenure", "tenure"),
     ("premium_change", "premium_change"),
     ("premium_rise_over_5pct", "premium_change"),
@@ -130,6 +130,8 @@ const NUMERIC: [(&str, &str); 20] = [
     ("bundled", "bundle"),
     ("bundled_renters_only", "bundle"),
     ("other_policies", "bundle"),
+    ("bundle_covers_expiration", "bundle"),
+    ("customer_renewals", "customer_renewals"),
     ("customer_cancellations", "customer_cancellations"),
     ("customer_lapses", "customer_lapses"),
     ("customer_years", "customer_years"),
@@ -153,6 +155,8 @@ struct Rows {
     term_months: Vec<f64>,
     other: Vec<f64>,
     renters_only: Vec<f64>,
+    covering: Vec<f64>,
+    renewals: Vec<f64>,
     cancellations: Vec<f64>,
     lapses: Vec<f64>,
     customer_years: Vec<f64>,
@@ -178,6 +182,8 @@ impl Rows {
             term_months: f("term_months")?,
             other: f("other_policies")?,
             renters_only: f("others_renters_only")?,
+            covering: f("others_covering_expiration")?,
+            renewals: f("customer_renewals")?,
             cancellations: f("customer_cancellations")?,
             lapses: f("customer_lapses")?,
             customer_years: f("customer_years")?,
@@ -198,7 +204,7 @@ impl Rows {
     }
 
     /// The numeric design values of row `i`, in `NUMERIC` order.
-    fn numeric(&self, i: usize) -> [f64; 20] {
+    fn numeric(&self, i: usize) -> [f64; NUMERIC.len()] {
         let logit = |p: f64| {
             let p = p.clamp(1e-3, 1.0 - 1e-3);
             (p / (1.0 - p)).ln()
@@ -215,6 +221,8 @@ impl Rows {
             f64::from(u8::from(bundled)),
             self.renters_only[i],
             self.other[i].min(3.0),
+            f64::from(u8::from(self.covering[i] > 0.0)),
+            self.renewals[i].min(10.0).ln_1p(),
             self.cancellations[i].min(3.0),
             self.lapses[i].min(3.0),
             self.customer_years[i].min(10.0),
@@ -559,6 +567,10 @@ fn describe(group: &str, r: &Rows, i: usize) -> String {
             n => format!("Customer let {n} polic{} lapse before", if n == 1 { "y" } else { "ies" }),
         },
         "customer_years" => format!("Customer for {:.1} years", r.customer_years[i]),
+        "customer_renewals" => match r.renewals[i] as i64 {
+            0 => "Customer has not renewed a policy yet".to_string(),
+            n => format!("Customer renewed {n} term{} before", if n == 1 { "" } else { "s" }),
+        },
         "producer" if r.producer_terminated[i] > 0.0 => "Producer has left the agency".to_string(),
         "producer" => format!("Producer hired {:.1} years ago", r.producer_years[i]),
         "producer_rate" => format!(
@@ -734,6 +746,8 @@ mod tests {
                 ("term_months", 12.0),
                 ("other_policies", other),
                 ("others_renters_only", 0.0),
+                ("others_covering_expiration", other),
+                ("customer_renewals", 0.0),
                 ("customer_cancellations", f64::from(rng.gen_range(0..2u8))),
                 ("customer_lapses", 0.0),
                 ("customer_years", rng.gen_range(0.0..5.0)),
@@ -783,7 +797,7 @@ mod tests {
         let z: Vec<f64> = (0..model.coef.len()).map(|j| (x[[0, j]] - model.mean[j]) / model.sd[j]).collect();
         let raw: f64 = model.intercept + z.iter().zip(&model.coef).map(|(z, c)| z * c).sum::<f64>();
         assert!((s1[0].probability - sigmoid(model.platt_a * raw + model.platt_b)).abs() < 1e-12);
-        let bundle: f64 = (5..8).map(|j| model.coef[j] * z[j]).sum();
+        let bundle: f64 = (5..9).map(|j| model.coef[j] * z[j]).sum();
         let mut groups: Vec<(&str, f64)> = vec![];
         for (j, f) in model.features.iter().enumerate() {
             let g = group_of(f);
