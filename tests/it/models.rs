@@ -343,3 +343,151 @@ async fn another_tenant_sees_only_its_own_scores_forecasts_and_feed() {
     assert_eq!(text.lines().count(), 2, "{text}");
     assert!(text.lines().nth(1).unwrap().starts_with("Q1,Z-1,Z1,G1,Other Group,B1,Zed Other,"), "{text}");
 }
+
+/// `cip train` then `cip score` on a small generated book: the scored
+/// population is exactly the contract's active policies at the scoring date
+/// (counted here by SQL), a reloaded model gives the stored probabilities,
+/// and forecasts add up: agencies to the tenant, agents to their agency.
+#[tokio::test(flavor = "multi_thread")]
+async fn train_and_score_a_generated_book_end_to_end() {
+    use arrow::array::{AsArray, RecordBatch};
+    use arrow::datatypes::{Date32Type, Decimal128Type, Float64Type, Int64Type};
+    use cip::generate::{Format, GenerateOptions, generate};
+    use cip::models::jobs::{self, ScoreOptions, TrainOptions};
+    use cip::models::renewal::{self, RenewalModel};
+    use cip::pipelines::batch::{IngestOptions, ingest};
+    use std::collections::HashMap;
+
+    use crate::helpers::{TestLake, sql_at, tenant};
+
+    let t = TestLake::new();
+    let opts = GenerateOptions {
+        out: t.landing_path(),
+        truth: t.lake_path().with_extension("truth"),
+        policies: 6_000,
+        seed: 11,
+        tenants: 2,
+        format: Format::Csv,
+        bad_row_rate: 0.0,
+        start: d("2021-01-01"),
+        end: d("2026-01-01"),
+    };
+    generate(&opts).unwrap();
+    ingest(&t.landing(), &t.lake(), &IngestOptions::default()).await.unwrap();
+    let lake = t.lake();
+
+    let trained = jobs::train(&lake, &TrainOptions::default()).await.unwrap();
+    assert_eq!(trained.data_date, d("2025-12-31"));
+    assert!(trained.renewal_examples > 1_000, "{trained:?}");
+    let scored = jobs::score(&lake, &ScoreOptions::default()).await.unwrap();
+    assert_eq!(scored.as_of, d("2025-12-31"));
+    let manifest = t.latest().await.unwrap();
+    assert_eq!(manifest.version, scored.snapshot);
+
+    let count = |b: &[RecordBatch]| b[0].column(0).as_primitive::<Int64Type>().value(0);
+    let mut total_scored = 0;
+    for tenant_id in manifest.tenants() {
+        // Active at d: effective_date <= d < expiration_date, no cancellation_date <= d.
+        let active = sql_at(
+            &lake,
+            &manifest,
+            tenant(&tenant_id),
+            "select count(*) from policies where effective_date <= date '2025-12-31' and expiration_date > date '2025-12-31'
+             and (cancellation_date is null or cancellation_date > date '2025-12-31')",
+        )
+        .await;
+        let scores = sql_at(&lake, &manifest, tenant(&tenant_id), "select count(*) from renewal_scores").await;
+        assert_eq!(count(&scores), count(&active), "tenant {tenant_id}");
+        assert!(count(&active) > 100);
+        total_scored += count(&scores);
+    }
+    assert_eq!(total_scored as usize, scored.policies_scored);
+
+    // The registered model, reloaded from the lake, gives the stored probabilities.
+    let info = cip::models::registry::latest(&lake, renewal::MODEL_NAME).await.unwrap().unwrap();
+    let model: RenewalModel = cip::models::registry::load(&lake, &info).await.unwrap();
+    let inputs = cip::models::features::Inputs {
+        policies: cip::models::frames::load(&lake, &manifest, "policies", None).await.unwrap(),
+        agents: cip::models::frames::load(&lake, &manifest, "agents", None).await.unwrap(),
+        commissions: cip::models::frames::load(&lake, &manifest, "commissions", None).await.unwrap(),
+    };
+    let examples = cip::models::features::scoring_examples(&inputs, d("2025-12-31")).unwrap();
+    let again = model.score(&examples).unwrap();
+    let ids = cip::models::frames::to_strings(&examples, "policy_id").unwrap();
+    let tenants = cip::models::frames::to_strings(&examples, "tenant_id").unwrap();
+    let stored = sql_at(
+        &lake,
+        &manifest,
+        cip::query::tables::Scope::AllTenants,
+        "select tenant_id, policy_id, probability, as_of from renewal_scores",
+    )
+    .await;
+    let mut by_key = HashMap::new();
+    for b in &stored {
+        for r in 0..b.num_rows() {
+            assert_eq!(b.column(3).as_primitive::<Date32Type>().value(r), 20453); // 2025-12-31
+            let p = b.column(2).as_primitive::<Float64Type>().value(r);
+            assert!((0.0..=1.0).contains(&p));
+            let key = (
+                b.column(0).as_string::<i32>().value(r).to_string(),
+                b.column(1).as_string::<i32>().value(r).to_string(),
+            );
+            by_key.insert(key, p);
+        }
+    }
+    assert_eq!(by_key.len(), again.len());
+    for ((tn, id), s) in tenants.iter().zip(&ids).zip(&again) {
+        assert_eq!(by_key[&(tn.clone(), id.clone())], s.probability, "{tn}/{id}");
+    }
+
+    // Forecasts in cents: Σ agencies = tenant, Σ agents (of one agency) = agency, every month.
+    for tenant_id in manifest.tenants() {
+        let rows =
+            sql_at(&lake, &manifest, tenant(&tenant_id), "select scope, series_id, horizon, point from forecasts")
+                .await;
+        let mut sums: HashMap<(String, String, i32), i128> = HashMap::new();
+        for b in &rows {
+            for r in 0..b.num_rows() {
+                let scope = b.column(0).as_string::<i32>().value(r).to_string();
+                let id = b.column(1).as_string::<i32>().value(r).to_string();
+                let h = b.column(2).as_primitive::<arrow::datatypes::Int32Type>().value(r);
+                let cents = b.column(3).as_primitive::<Decimal128Type>().value(r);
+                sums.insert((scope, id, h), cents);
+            }
+        }
+        let pairs = sql_at(
+            &lake,
+            &manifest,
+            tenant(&tenant_id),
+            "select arrow_cast(agent_id, 'Utf8'), arrow_cast(agency_id, 'Utf8') from commissions_monthly
+             where agency_id is not null group by agent_id, agency_id",
+        )
+        .await;
+        let mut agencies_of: HashMap<String, Vec<String>> = HashMap::new();
+        let mut agents_of: HashMap<String, Vec<String>> = HashMap::new();
+        for b in &pairs {
+            for r in 0..b.num_rows() {
+                let (agent, agency) =
+                    (b.column(0).as_string::<i32>().value(r), b.column(1).as_string::<i32>().value(r));
+                agencies_of.entry(agent.to_string()).or_default().push(agency.to_string());
+                agents_of.entry(agency.to_string()).or_default().push(agent.to_string());
+            }
+        }
+        // Agencies whose every agent works only for them: Σ agents = agency.
+        agents_of.retain(|_, agents| agents.iter().all(|a| agencies_of[a].len() == 1));
+        for h in 1..=12 {
+            let tenant_total = sums[&("tenant".to_string(), String::new(), h)];
+            let agencies: i128 = sums.iter().filter(|((s, _, hh), _)| s == "agency" && *hh == h).map(|(_, v)| *v).sum();
+            assert_eq!(agencies, tenant_total, "{tenant_id} h{h}");
+            let mut checked = 0;
+            for (agency, agents) in &agents_of {
+                if agents.iter().all(|a| sums.contains_key(&("agent".to_string(), a.clone(), h))) {
+                    let s: i128 = agents.iter().map(|a| sums[&("agent".to_string(), a.clone(), h)]).sum();
+                    assert_eq!(s, sums[&("agency".to_string(), agency.clone(), h)], "{tenant_id} {agency} h{h}");
+                    checked += 1;
+                }
+            }
+            assert!(checked > 0, "no agency checked");
+        }
+    }
+}
