@@ -37,8 +37,8 @@ pub const PRICE_LOGIT_CURRENT: f64 = -7.0;
 pub const PRICE_LOGIT_OFFER: f64 = -2.5;
 /// Standard deviation of the producer and customer retention effects (logit);
 /// the producer effect is clipped to ±`PRODUCER_CLIP`.
-pub const PRODUCER_SD: f64 = 0.80;
-pub const PRODUCER_CLIP: f64 = 1.6;
+pub const PRODUCER_SD: f64 = 0.90;
+pub const PRODUCER_CLIP: f64 = 1.8;
 pub const CUSTOMER_SD: f64 = 0.30;
 /// Probability of a sharp premium increase (+15 % to +40 %) at a renewal.
 pub const SHOCK_PROBABILITY: f64 = 0.08;
