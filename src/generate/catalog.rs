@@ -113,7 +113,7 @@ static LINE_PARAMS: [LineParams; 10] = [
         max: 12000.0,
         new_rate: (1200, 1800),
         renewal_rate: (1000, 1500),
-        renew_logit: 1.65,
+        renew_logit: 1.75,
         cancel_per_term: 0.035,
         trend: [0.04, 0.07, 0.10, 0.09, 0.06],
         jan1_share: 0.0,
