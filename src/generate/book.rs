@@ -26,17 +26,19 @@ pub const CONVERTED_BOOK_SHARE: f64 = 0.35;
 /// Yearly growth of organic new business.
 pub const NEW_BUSINESS_GROWTH: f64 = 0.04;
 /// Retention logit per additional term of tenure (capped at 5 terms).
-pub const TENURE_LOGIT: f64 = 0.18;
+pub const TENURE_LOGIT: f64 = 0.30;
 /// Retention logit when the customer holds another policy in force.
 pub const BUNDLE_LOGIT: f64 = 1.35;
 /// Same, when the only other policies are renters policies.
 pub const BUNDLE_RENTERS_LOGIT: f64 = 0.85;
 /// Retention logit per unit of premium increase above 5 %, for the increase
 /// the current term got at its renewal (observable) and the one offered now.
-pub const PRICE_LOGIT_CURRENT: f64 = -4.0;
+pub const PRICE_LOGIT_CURRENT: f64 = -7.0;
 pub const PRICE_LOGIT_OFFER: f64 = -2.5;
-/// Standard deviation of the producer and customer retention effects (logit).
-pub const PRODUCER_SD: f64 = 0.45;
+/// Standard deviation of the producer and customer retention effects (logit);
+/// the producer effect is clipped to ±`PRODUCER_CLIP`.
+pub const PRODUCER_SD: f64 = 0.90;
+pub const PRODUCER_CLIP: f64 = 1.8;
 pub const CUSTOMER_SD: f64 = 0.30;
 /// Probability of a sharp premium increase (+15 % to +40 %) at a renewal.
 pub const SHOCK_PROBABILITY: f64 = 0.08;
@@ -322,7 +324,7 @@ fn build_org(t: &mut Tenant, rng: &mut Rng, rel_size: f64, start: NaiveDate, end
                     override_pct: None,
                     hire,
                     termination,
-                    retention_effect: (PRODUCER_SD * rng.normal()).clamp(-1.0, 1.0),
+                    retention_effect: (PRODUCER_SD * rng.normal()).clamp(-PRODUCER_CLIP, PRODUCER_CLIP),
                 });
                 producers.push(idx);
                 match termination {
