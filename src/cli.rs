@@ -379,7 +379,7 @@ pub fn render_train(s: &TrainSummary) -> String {
     format!(
         "trained on snapshot {} (data up to {}) in {:.1} s\n\
          renewal {}: {} examples, out-of-time ROC-AUC {} (baseline line×carrier {}), ECE {}, Brier skill {}\n\
-         revenue_forecast {}: months {}..{}, see models/revenue_forecast/{}/metrics.json\n",
+         revenue_forecast {}: agency MASE {} (h1-3), {} (h7-12), 80 % interval coverage {} in the backtest\n",
         s.snapshot,
         s.data_date,
         secs("total"),
@@ -390,9 +390,9 @@ pub fn render_train(s: &TrainSummary) -> String {
         figure(r, &["model", "ece"]),
         figure(r, &["model", "brier_skill"]),
         s.forecast.version,
-        s.forecast.window_from,
-        s.forecast.window_to,
-        s.forecast.version,
+        figure(&s.forecast.metrics, &["targets", "agency_mase_1_3", "value"]),
+        figure(&s.forecast.metrics, &["targets", "agency_mase_7_12", "value"]),
+        figure(&s.forecast.metrics, &["targets", "agency_coverage80", "value"]),
     )
 }
 
