@@ -12,6 +12,7 @@ use super::scalars::{Date, Money};
 use super::schema::{Agency, Agent, Carrier, DateRange, Dimension, Policy};
 use super::view;
 use crate::models::actions::{self, Facts, Risk};
+use crate::models::forecast::SeriesScope;
 use crate::models::registry::ModelInfo;
 use crate::query::renewals::{self, Cursor, RenewalFilter, RenewalRow};
 
@@ -310,11 +311,11 @@ impl ModelsQuery {
             (Dimension::Month, _) => {
                 return Err(bad_input("forecasts are by AGENCY, AGENT, CARRIER or LINE_OF_BUSINESS"));
             }
-            (_, None) => ("tenant", String::new()),
-            (Dimension::Agency, Some(id)) => ("agency", id.0.clone()),
-            (Dimension::Agent, Some(id)) => ("agent", id.0.clone()),
-            (Dimension::Carrier, Some(id)) => ("carrier", id.0.clone()),
-            (Dimension::LineOfBusiness, Some(id)) => ("line", id.0.clone()),
+            (_, None) => (SeriesScope::Tenant, String::new()),
+            (Dimension::Agency, Some(id)) => (SeriesScope::Agency, id.0.clone()),
+            (Dimension::Agent, Some(id)) => (SeriesScope::Agent, id.0.clone()),
+            (Dimension::Carrier, Some(id)) => (SeriesScope::Carrier, id.0.clone()),
+            (Dimension::LineOfBusiness, Some(id)) => (SeriesScope::Line, id.0.clone()),
         };
         let v = view(ctx);
         if let Some(id) = &id {
@@ -326,7 +327,7 @@ impl ModelsQuery {
                 _ => true,
             };
             if !known {
-                return Err(not_found(format!("no {} with id {}", series_scope, id.0)));
+                return Err(not_found(format!("no {} with id {}", series_scope.as_str(), id.0)));
             }
         }
         let points =

@@ -14,6 +14,7 @@ use serde::Deserialize;
 
 use super::policies::{self, PolicyInfo};
 use crate::contract::values::{date_to_days, days_to_date};
+use crate::models::forecast::{AccuracyRow, SeriesScope};
 use crate::models::scores::{FORECAST_ACCURACY, FORECASTS, RENEWAL_SCORES};
 
 /// Which scored renewals to list.
@@ -221,11 +222,11 @@ pub struct ForecastPointRow {
     pub model_version: String,
 }
 
-/// The forecast of one series (`scope`: tenant|agency|agent|carrier|line;
-/// `series_id` empty for the tenant), the first `horizon` months.
+/// The forecast of one series (`series_id` empty for the tenant's total),
+/// the first `horizon` months.
 pub async fn forecast(
     ctx: &SessionContext,
-    scope: &str,
+    scope: SeriesScope,
     series_id: &str,
     horizon: u32,
 ) -> Result<Vec<ForecastPointRow>> {
@@ -234,7 +235,7 @@ pub async fn forecast(
         .await?
         .filter(
             col("scope")
-                .eq(lit(scope))
+                .eq(lit(scope.as_str()))
                 .and(col("series_id").eq(lit(series_id)))
                 .and(col("horizon").lt_eq(lit(horizon as i32))),
         )?
@@ -264,24 +265,15 @@ pub async fn forecast(
     Ok(out)
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct AccuracyOut {
-    pub bucket: String,
-    pub mase: Option<f64>,
-    pub wape: Option<f64>,
-    pub coverage80: Option<f64>,
-    pub coverage95: Option<f64>,
-    pub seasonal_naive_mase: Option<f64>,
-    pub damped_trend_mase: Option<f64>,
-}
-
-/// The backtest accuracy of one series, by horizon bucket.
-pub async fn accuracy(ctx: &SessionContext, scope: &str, series_id: &str) -> Result<Vec<AccuracyOut>> {
+/// The backtest accuracy of one series, by horizon bucket (the rows
+/// `cip score` wrote, read back).
+pub async fn accuracy(ctx: &SessionContext, scope: SeriesScope, series_id: &str) -> Result<Vec<AccuracyRow>> {
     let df = ctx
         .table(FORECAST_ACCURACY)
         .await?
-        .filter(col("scope").eq(lit(scope)).and(col("series_id").eq(lit(series_id))))?
+        .filter(col("scope").eq(lit(scope.as_str())).and(col("series_id").eq(lit(series_id))))?
         .select_columns(&[
+            "tenant_id",
             "bucket",
             "mase",
             "wape",
@@ -292,20 +284,24 @@ pub async fn accuracy(ctx: &SessionContext, scope: &str, series_id: &str) -> Res
         ])?;
     let mut out = Vec::new();
     for b in df.collect().await? {
-        let bucket = b.column(0).as_string::<i32>();
+        let tenant = b.column(0).as_string::<i32>();
+        let bucket = b.column(1).as_string::<i32>();
         let f = |i: usize, r: usize| {
             let a = b.column(i).as_primitive::<Float64Type>();
             (!a.is_null(r)).then(|| a.value(r))
         };
         for r in 0..b.num_rows() {
-            out.push(AccuracyOut {
+            out.push(AccuracyRow {
+                tenant_id: tenant.value(r).to_string(),
+                scope,
+                series_id: series_id.to_string(),
                 bucket: bucket.value(r).to_string(),
-                mase: f(1, r),
-                wape: f(2, r),
-                coverage80: f(3, r),
-                coverage95: f(4, r),
-                seasonal_naive_mase: f(5, r),
-                damped_trend_mase: f(6, r),
+                mase: f(2, r),
+                wape: f(3, r),
+                coverage80: f(4, r),
+                coverage95: f(5, r),
+                seasonal_naive_mase: f(6, r),
+                damped_trend_mase: f(7, r),
             });
         }
     }
