@@ -160,12 +160,18 @@ pub fn scored_rows(examples: &DataFrame, scores: Vec<Score>) -> Result<Vec<Score
         .collect())
 }
 
+/// `rows` grouped by their tenant (one output file per tenant).
+fn by_tenant<T>(rows: &[T], tenant: impl Fn(&T) -> &String) -> BTreeMap<&str, Vec<&T>> {
+    let mut out: BTreeMap<&str, Vec<&T>> = BTreeMap::new();
+    for r in rows {
+        out.entry(tenant(r).as_str()).or_default().push(r);
+    }
+    out
+}
+
 /// `renewal_scores` rows per tenant.
 pub fn renewal_batches(rows: &[ScoredRow], version: &str) -> Result<BTreeMap<String, RecordBatch>> {
-    let mut by_tenant: BTreeMap<&str, Vec<&ScoredRow>> = BTreeMap::new();
-    for r in rows {
-        by_tenant.entry(&r.tenant_id).or_default().push(r);
-    }
+    let by_tenant = by_tenant(rows, |r| &r.tenant_id);
     let mut out = BTreeMap::new();
     for (tenant, rows) in by_tenant {
         let mut c = (
@@ -232,10 +238,7 @@ fn day(d: NaiveDate) -> i32 {
 
 /// `forecasts` rows per tenant.
 pub fn forecast_batches(rows: &[ForecastRow], version: &str) -> Result<BTreeMap<String, RecordBatch>> {
-    let mut by_tenant: BTreeMap<&str, Vec<&ForecastRow>> = BTreeMap::new();
-    for r in rows {
-        by_tenant.entry(&r.tenant_id).or_default().push(r);
-    }
+    let by_tenant = by_tenant(rows, |r| &r.tenant_id);
     let mut out = BTreeMap::new();
     for (tenant, rows) in by_tenant {
         let (mut t, mut scope, mut id, mut month, mut h) = (
@@ -272,10 +275,7 @@ pub fn forecast_batches(rows: &[ForecastRow], version: &str) -> Result<BTreeMap<
 
 /// `forecast_accuracy` rows per tenant.
 pub fn accuracy_batches(rows: &[AccuracyRow], version: &str) -> Result<BTreeMap<String, RecordBatch>> {
-    let mut by_tenant: BTreeMap<&str, Vec<&AccuracyRow>> = BTreeMap::new();
-    for r in rows {
-        by_tenant.entry(&r.tenant_id).or_default().push(r);
-    }
+    let by_tenant = by_tenant(rows, |r| &r.tenant_id);
     let mut out = BTreeMap::new();
     for (tenant, rows) in by_tenant {
         let (mut t, mut scope, mut id, mut bucket, mut v) = (
