@@ -7,3 +7,6 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
 cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
+# GraphiQL's browser assets (assets/vendor/, embedded in the binary): fetched
+# from the npm registry at pinned versions; a no-op once they are there.
+bash "$(dirname "${BASH_SOURCE[0]}")/vendor-assets.sh" || { return 1 2>/dev/null || exit 1; }
