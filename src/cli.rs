@@ -52,6 +52,12 @@ pub enum Command {
         #[command(flatten)]
         settings: ServeSettings,
     },
+    /// Exit 0 when the server at `addr` answers `GET /health` with 200
+    /// (a container health check; needs no shell or curl).
+    Health {
+        #[arg(long, env = "CIP_ADDR", default_value = "127.0.0.1:8080")]
+        addr: String,
+    },
     /// Print the served GraphQL schema (SDL).
     Schema,
     /// Manage API keys (stored as salted hashes in the lake).
@@ -166,7 +172,8 @@ pub struct LakeArg {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    crate::telemetry::init(matches!(cli.command, Command::Serve { .. } | Command::Demo { no_serve: false, .. }));
+    // The demo's output is its summaries: its logs stay at warnings.
+    crate::telemetry::init(matches!(cli.command, Command::Serve { .. }));
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -221,12 +228,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .ok_or_else(|| anyhow::anyhow!("the demo lake has no tenant"))?;
             let scopes = [ANALYTICS_READ, REPORTS_WRITE].map(String::from).into_iter().collect();
             let (key, _) = keys::create(&lake_loc, &tenant, scopes, "demo").await?;
-            let settings = ServeSettings { addr, ..ServeSettings::test_config(&lake.url) };
-            let settings =
-                ServeSettings { jwt_secret: None, rate_per_sec: 50.0, rate_burst: 100.0, poll_ms: 1000, ..settings };
-            serve(settings, Some((tenant, key))).await
+            serve(ServeSettings::production(&lake.url, &addr)?, Some((tenant, key))).await
         }
         Command::Serve { settings } => serve(settings, None).await,
+        Command::Health { addr } => health(&addr).await,
         Command::Schema => {
             print!("{}", crate::graphql::sdl());
             Ok(())
@@ -326,6 +331,25 @@ async fn serve(settings: ServeSettings, demo: Option<(String, String)>) -> anyho
     println!("Ctrl-C stops the server.");
     app.run_until_stopped(crate::serve::shutdown_signal()).await?;
     Ok(())
+}
+
+/// `GET /health` over a plain TCP connection, with a 3 s deadline.
+async fn health(addr: &str) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let check = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await?;
+        let request = format!("GET /health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await?;
+        let mut head = vec![0u8; 64];
+        let n = stream.read(&mut head).await?;
+        anyhow::Ok(head[..n].starts_with(b"HTTP/1.1 200"))
+    };
+    match tokio::time::timeout(std::time::Duration::from_secs(3), check).await {
+        Ok(Ok(true)) => Ok(()),
+        Ok(Ok(false)) => anyhow::bail!("{addr}/health did not answer 200"),
+        Ok(Err(e)) => Err(e.context(format!("{addr} is not reachable"))),
+        Err(_) => anyhow::bail!("{addr}/health did not answer within 3 s"),
+    }
 }
 
 /// Marks a folder as written by `cip generate`, so that it may be replaced.

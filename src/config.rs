@@ -5,6 +5,35 @@ use std::time::Duration;
 
 use crate::graphql::ShapeLimits;
 use crate::query::view::SessionLimits;
+use crate::serve::request::RequestLimits;
+
+/// A secret from the configuration (a JWT signing secret): `Debug` and
+/// `Display` never print it; [`Secret::expose`] is the one way to read it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_string()))
+    }
+}
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct ServeSettings {
@@ -16,7 +45,7 @@ pub struct ServeSettings {
     pub addr: String,
     /// HS256 secret for bearer tokens.
     #[arg(long, env = "CIP_JWT_SECRET", hide_env_values = true)]
-    pub jwt_secret: Option<String>,
+    pub jwt_secret: Option<Secret>,
     /// PEM file with the RS256 public key for bearer tokens.
     #[arg(long, env = "CIP_JWT_PUBLIC_KEY")]
     pub jwt_public_key: Option<std::path::PathBuf>,
@@ -42,15 +71,45 @@ pub struct ServeSettings {
     pub max_depth: usize,
     #[arg(long, env = "CIP_MAX_COMPLEXITY", default_value_t = 2000)]
     pub max_complexity: usize,
+    /// Largest request body (bytes); larger ones get 413 before being read.
+    /// Also the largest WebSocket message.
+    #[arg(long, env = "CIP_MAX_BODY_BYTES", default_value_t = 1 << 20)]
+    pub max_body_bytes: usize,
+    /// Longest GraphQL query text (bytes).
+    #[arg(long, env = "CIP_MAX_QUERY_BYTES", default_value_t = 64 << 10)]
+    pub max_query_bytes: usize,
+    /// Most lexical tokens in a GraphQL query.
+    #[arg(long, env = "CIP_MAX_QUERY_TOKENS", default_value_t = 10_000)]
+    pub max_query_tokens: usize,
+    /// Result cache: most entries.
+    #[arg(long, env = "CIP_CACHE_ENTRIES", default_value_t = 10_000)]
+    pub cache_entries: usize,
+    /// Result cache: most bytes held (MiB).
+    #[arg(long, env = "CIP_CACHE_MB", default_value_t = 64)]
+    pub cache_mb: usize,
+}
+
+/// `ServeSettings` as `cip serve` parses them, for callers without a command line.
+#[derive(clap::Parser)]
+struct ServeCommand {
+    #[command(flatten)]
+    settings: ServeSettings,
 }
 
 impl ServeSettings {
+    /// The production settings of `cip serve` (its defaults and `CIP_*`
+    /// variables) for `lake` and `addr`: what the demo serves with.
+    pub fn production(lake: &str, addr: &str) -> anyhow::Result<Self> {
+        use clap::Parser;
+        Ok(ServeCommand::try_parse_from(["cip-serve", "--lake", lake, "--addr", addr])?.settings)
+    }
+
     /// Defaults for tests: a given lake, a random port, a known secret.
     pub fn test_config(lake: &str) -> Self {
         ServeSettings {
             lake: lake.to_string(),
             addr: "127.0.0.1:0".into(),
-            jwt_secret: Some("test-secret".into()),
+            jwt_secret: Some(Secret::new("test-secret")),
             jwt_public_key: None,
             poll_ms: 100,
             query_timeout_ms: 10_000,
@@ -60,6 +119,11 @@ impl ServeSettings {
             rate_burst: 1000.0,
             max_depth: 12,
             max_complexity: 2000,
+            max_body_bytes: 1 << 20,
+            max_query_bytes: 64 << 10,
+            max_query_tokens: 10_000,
+            cache_entries: 10_000,
+            cache_mb: 64,
         }
     }
 
@@ -78,7 +142,47 @@ impl ServeSettings {
         ShapeLimits { max_depth: self.max_depth, max_complexity: self.max_complexity }
     }
 
+    /// Worker threads of the query engine's runtime: one per core.
+    pub fn engine_threads(&self) -> usize {
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+    }
+
+    pub fn request_limits(&self) -> RequestLimits {
+        RequestLimits {
+            max_body_bytes: self.max_body_bytes,
+            max_query_bytes: self.max_query_bytes,
+            max_query_tokens: self.max_query_tokens,
+        }
+    }
+
     pub fn session_limits(&self) -> SessionLimits {
         SessionLimits { memory_bytes: self.query_memory_mb << 20, ..Default::default() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_print() {
+        let s =
+            ServeSettings { jwt_secret: Some(Secret::new("hunter2-very-secret")), ..ServeSettings::test_config("x") };
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("Secret([redacted])"), "{shown}");
+    }
+
+    #[test]
+    fn production_settings_are_the_serve_defaults() {
+        // Only meaningful without CIP_* overrides in the environment.
+        if std::env::vars().any(|(k, _)| k.starts_with("CIP_")) {
+            return;
+        }
+        let s = ServeSettings::production("data/lake", "127.0.0.1:9").unwrap();
+        assert_eq!((s.lake.as_str(), s.addr.as_str()), ("data/lake", "127.0.0.1:9"));
+        assert!(s.jwt_secret.is_none(), "no well-known test secret");
+        assert_eq!((s.rate_per_sec, s.rate_burst, s.poll_ms), (50.0, 100.0, 1000));
+        assert_eq!((s.max_body_bytes, s.max_query_bytes), (1 << 20, 64 << 10));
     }
 }

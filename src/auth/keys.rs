@@ -19,7 +19,7 @@ const SECRET_LEN: usize = 32;
 const ID_LEN: usize = 8;
 
 /// A stored key: everything but the key itself.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredKey {
     pub id: String,
     pub tenant_id: String,
@@ -29,6 +29,20 @@ pub struct StoredKey {
     pub hash: String,
     pub created_at: String,
     pub revoked_at: Option<String>,
+}
+
+/// Salt and hash stay out of logs.
+impl std::fmt::Debug for StoredKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredKey")
+            .field("id", &self.id)
+            .field("tenant_id", &self.tenant_id)
+            .field("scopes", &self.scopes)
+            .field("env", &self.env)
+            .field("created_at", &self.created_at)
+            .field("revoked_at", &self.revoked_at)
+            .finish_non_exhaustive()
+    }
 }
 
 fn digest(salt: &str, key: &str) -> String {

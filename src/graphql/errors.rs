@@ -12,6 +12,8 @@ pub enum Code {
     RateLimited,
     Timeout,
     NotReady,
+    /// A request body over the configured size (HTTP 413).
+    TooLarge,
     Internal,
 }
 
@@ -25,6 +27,7 @@ impl Code {
             Code::RateLimited => "RATE_LIMITED",
             Code::Timeout => "TIMEOUT",
             Code::NotReady => "NOT_READY",
+            Code::TooLarge => "TOO_LARGE",
             Code::Internal => "INTERNAL",
         }
     }

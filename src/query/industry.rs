@@ -6,7 +6,7 @@
 //! This is the one place that reads more than one tenant; it returns only
 //! aggregates, never a row or an identifier.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use chrono::NaiveDate;
@@ -14,6 +14,7 @@ use rust_decimal::Decimal;
 use rust_decimal::prelude::FromPrimitive;
 
 use super::metrics::{self, DateRange, Dimension, Filters, Metric, MetricValue, MetricsError};
+use super::single_flight::SingleFlight;
 use super::view::{SessionLimits, TenantView};
 use crate::lake::{Location, Manifest};
 
@@ -31,29 +32,27 @@ pub struct IndustryStat {
     pub quartiles: Option<[MetricValue; 3]>,
 }
 
-type StatsByRange = HashMap<(NaiveDate, NaiveDate), Arc<Vec<IndustryStat>>>;
+/// Date ranges whose figures are kept per snapshot; older ones are computed
+/// again if asked for.
+const CACHED_RANGES: usize = 64;
 
-/// Industry figures of one snapshot, computed once per range.
+/// Industry figures of one snapshot, computed once per range: the first
+/// caller of a range computes it, concurrent callers of that range wait for
+/// its result, other ranges are not held up.
 pub struct Industry {
     lake: Location,
     manifest: Arc<Manifest>,
     limits: SessionLimits,
-    cache: tokio::sync::Mutex<StatsByRange>,
+    cache: SingleFlight<(NaiveDate, NaiveDate), Arc<Vec<IndustryStat>>>,
 }
 
 impl Industry {
     pub fn new(lake: Location, manifest: Arc<Manifest>, limits: SessionLimits) -> Self {
-        Industry { lake, manifest, limits, cache: Default::default() }
+        Industry { lake, manifest, limits, cache: SingleFlight::new(CACHED_RANGES) }
     }
 
     pub async fn stats(&self, range: &DateRange) -> Result<Arc<Vec<IndustryStat>>, MetricsError> {
-        let mut cache = self.cache.lock().await;
-        if let Some(s) = cache.get(&(range.from, range.to)) {
-            return Ok(s.clone());
-        }
-        let stats = Arc::new(self.compute(range).await?);
-        cache.insert((range.from, range.to), stats.clone());
-        Ok(stats)
+        self.cache.get_or_try_init((range.from, range.to), || async { Ok(Arc::new(self.compute(range).await?)) }).await
     }
 
     async fn compute(&self, range: &DateRange) -> Result<Vec<IndustryStat>, MetricsError> {

@@ -4,5 +4,6 @@ pub mod industry;
 pub mod metrics;
 pub mod policies;
 pub mod renewals;
+pub mod single_flight;
 pub mod tables;
 pub mod view;

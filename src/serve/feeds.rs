@@ -13,13 +13,14 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use super::routes::{Admitted, admit, error_response};
+use super::guard::{self, Admitted, ApiError};
 use super::state::AppState;
+use crate::auth::ANALYTICS_READ;
 use crate::contract::values::parse_date;
-use crate::graphql::errors::Code;
 use crate::graphql::models::recommend;
 use crate::models::actions;
 use crate::query::renewals::{self, RenewalFilter, RenewalRow};
+use crate::query::view::TenantView;
 
 /// Rows read from the engine per round.
 const PAGE: usize = 5_000;
@@ -65,48 +66,55 @@ pub async fn renewals_csv(
     params: Result<Query<FeedParams>, QueryRejection>,
 ) -> Response {
     let started = Instant::now();
-    let (outcome, response) = respond(&state, &headers, params.ok().map(|q| q.0)).await;
+    let (outcome, response) = match respond(&state, &headers, params.ok().map(|q| q.0)).await {
+        Ok(r) => ("ok", r),
+        Err(e) => (e.outcome(), e.into_response()),
+    };
     state.stats.observe("renewals_feed", outcome, started.elapsed());
     response
 }
 
-fn bad(msg: &str) -> (&'static str, Response) {
-    ("bad_input", error_response(StatusCode::BAD_REQUEST, Code::BadInput, msg))
-}
-
-async fn respond(state: &AppState, headers: &HeaderMap, params: Option<FeedParams>) -> (&'static str, Response) {
-    let Admitted { view, .. } = match admit(state, headers).await {
-        Ok(a) => a,
-        Err(refused) => return refused,
-    };
+async fn respond(state: &AppState, headers: &HeaderMap, params: Option<FeedParams>) -> Result<Response, ApiError> {
+    let Admitted { view, .. } = guard::admit(state, headers, ANALYTICS_READ).await?;
     let Some(p) = params else {
-        return bad("query parameters: from, to (YYYY-MM-DD), agencyId, agentId, maxProbability");
+        return Err(ApiError::bad_input("query parameters: from, to (YYYY-MM-DD), agencyId, agentId, maxProbability"));
     };
     let date = |s: &Option<String>| s.as_deref().map(|s| parse_date(s).ok_or(())).transpose();
-    let (Ok(from), Ok(to)) = (date(&p.from), date(&p.to)) else { return bad("from and to are dates YYYY-MM-DD") };
+    let (Ok(from), Ok(to)) = (date(&p.from), date(&p.to)) else {
+        return Err(ApiError::bad_input("from and to are dates YYYY-MM-DD"));
+    };
     let filter =
         RenewalFilter { from, to, agency_id: p.agency_id, agent_id: p.agent_id, max_probability: p.max_probability };
-    let dir = match view.directory().await {
-        Ok(d) => d,
-        Err(e) => return internal(e),
-    };
+    // Every page of engine queries runs in one slot, within one deadline.
+    let work = async move { build(&view, &filter).await };
+    let (body, total) = guard::in_slot(state, StatusCode::SERVICE_UNAVAILABLE, work).await??;
+    let mut response = body.into_response();
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
+    h.insert(header::CONTENT_DISPOSITION, HeaderValue::from_static("attachment; filename=\"renewals.csv\""));
+    h.insert("x-total-rows", HeaderValue::from(total as u64));
+    Ok(response)
+}
+
+/// The whole feed as CSV, page by page, and its row count.
+async fn build(view: &TenantView, filter: &RenewalFilter) -> Result<(Vec<u8>, usize), ApiError> {
+    let dir = view.directory().await.map_err(ApiError::internal)?;
     let mut w = csv::Writer::from_writer(Vec::new());
     let _ = w.write_record(COLUMNS);
     let mut after = None;
     let mut total = 0usize;
     loop {
-        let rows = match renewals::renewals(&view.session, &filter, after.as_ref(), PAGE).await {
-            Ok(r) => r,
-            Err(e) => return internal(e),
-        };
+        let rows = renewals::renewals(&view.session, filter, after.as_ref(), PAGE).await.map_err(ApiError::internal)?;
         let n = rows.len();
         for r in &rows {
             let _ = w.write_record(record(r, &dir));
         }
         total += n;
         if total > MAX_ROWS {
-            let msg = format!("the feed has more than {MAX_ROWS} rows: narrow the window (from, to)");
-            return bad(&msg);
+            return Err(ApiError::bad_input(format!(
+                "the feed has more than {MAX_ROWS} rows: narrow the window (from, to)"
+            )));
         }
         if n < PAGE {
             break;
@@ -114,17 +122,7 @@ async fn respond(state: &AppState, headers: &HeaderMap, params: Option<FeedParam
         let last = rows.last().expect("a full page");
         after = Some(renewals::Cursor { probability: last.probability, policy_id: last.policy.id.clone() });
     }
-    let body = match w.into_inner() {
-        Ok(b) => b,
-        Err(e) => return internal(e),
-    };
-    let mut response = body.into_response();
-    let h = response.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
-    h.insert(header::CONTENT_DISPOSITION, HeaderValue::from_static("attachment; filename=\"renewals.csv\""));
-    h.insert("x-total-rows", HeaderValue::from(total as u64));
-    ("ok", response)
+    Ok((w.into_inner().map_err(ApiError::internal)?, total))
 }
 
 fn record(r: &RenewalRow, dir: &crate::query::view::Directory) -> Vec<String> {
@@ -159,11 +157,4 @@ fn record(r: &RenewalRow, dir: &crate::query::view::Directory) -> Vec<String> {
         actions.join(" | "),
         r.as_of.to_string(),
     ]
-}
-
-fn internal(cause: impl std::fmt::Display) -> (&'static str, Response) {
-    let id = crate::pipelines::batch::new_run_id();
-    tracing::error!(error_id = %id, %cause, "renewal feed failed");
-    let msg = format!("internal error (reference {id})");
-    ("error", error_response(StatusCode::INTERNAL_SERVER_ERROR, Code::Internal, &msg))
 }

@@ -1,8 +1,12 @@
 //! `cip serve`: the analytics API over the lake.
 
+pub mod engine;
 pub mod feeds;
+pub mod graphiql;
+pub mod guard;
 pub mod limits;
 pub mod reports;
+pub mod request;
 pub mod routes;
 pub mod state;
 pub mod stats;
@@ -49,7 +53,9 @@ impl Application {
 
     pub fn router(state: Arc<AppState>) -> Router {
         Router::new()
-            .route("/graphql", get(routes::graphiql).post(routes::graphql))
+            .route("/graphql", get(graphiql::page).post(routes::graphql))
+            .route("/graphql/assets/{file}", get(graphiql::asset))
+            .route("/graphql/assets/licenses/{file}", get(graphiql::license))
             .route("/graphql/ws", get(routes::graphql_ws))
             .route("/health", get(routes::health))
             .route("/ready", get(routes::ready))

@@ -9,7 +9,6 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use arrow::array::{ArrayRef, Decimal128Array, Float64Array, Int64Array, RecordBatch, StringArray};
@@ -24,9 +23,9 @@ use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use rust_decimal::Decimal;
 
-use super::routes::{Admitted, admit, error_response};
+use super::guard::{self, Admitted, ApiError};
 use super::state::AppState;
-use crate::graphql::errors::Code;
+use crate::auth::ANALYTICS_READ;
 use crate::graphql::reports::{ReportColumnKind, ReportSpec, ReportStore, ReportTable, run};
 use crate::query::metrics::MetricValue;
 
@@ -55,68 +54,36 @@ impl Format {
 /// `GET /reports/{file}`: `<id>.csv` or `<id>.parquet`.
 pub async fn download(State(state): State<Arc<AppState>>, headers: HeaderMap, Path(file): Path<String>) -> Response {
     let started = Instant::now();
-    let (outcome, response) = respond(&state, &headers, &file).await;
+    let (outcome, response) = match respond(&state, &headers, &file).await {
+        Ok(r) => ("ok", r),
+        Err(e) => (e.outcome(), e.into_response()),
+    };
     state.stats.observe("report_download", outcome, started.elapsed());
     response
 }
 
-fn not_found(file: &str) -> (&'static str, Response) {
-    let msg = format!("no saved report at /reports/{file} (use /reports/<id>.csv or /reports/<id>.parquet)");
-    ("not_found", error_response(StatusCode::NOT_FOUND, Code::NotFound, &msg))
+fn not_found(file: &str) -> ApiError {
+    ApiError::not_found(format!("no saved report at /reports/{file} (use /reports/<id>.csv or /reports/<id>.parquet)"))
 }
 
-fn internal(cause: impl std::fmt::Display) -> (&'static str, Response) {
-    let id = crate::pipelines::batch::new_run_id();
-    tracing::error!(error_id = %id, %cause, "report download failed");
-    let msg = format!("internal error (reference {id})");
-    ("error", error_response(StatusCode::INTERNAL_SERVER_ERROR, Code::Internal, &msg))
-}
-
-async fn respond(state: &AppState, headers: &HeaderMap, file: &str) -> (&'static str, Response) {
-    let Admitted { view, .. } = match admit(state, headers).await {
-        Ok(admitted) => admitted,
-        Err(refused) => return refused,
-    };
-    let Some((id, format)) = Format::of(file) else { return not_found(file) };
+async fn respond(state: &AppState, headers: &HeaderMap, file: &str) -> Result<Response, ApiError> {
+    let Admitted { view, .. } = guard::admit(state, headers, ANALYTICS_READ).await?;
+    let Some((id, format)) = Format::of(file) else { return Err(not_found(file)) };
     let store = ReportStore::new(state.lake.clone());
-    let saved = match store.get(&view.tenant, id).await {
-        Ok(Some(r)) => r,
-        Ok(None) => return not_found(file),
-        Err(e) => return internal(e),
-    };
-    let spec = match ReportSpec::from_stored(&saved.definition) {
-        Ok(s) => s,
-        Err(e) => return internal(format!("saved report {id} no longer validates: {e}")),
-    };
-
-    let timeout = state.settings.query_timeout();
-    let deadline = Instant::now() + timeout;
-    let permit = match tokio::time::timeout(timeout, state.slots.clone().acquire_owned()).await {
-        Ok(Ok(p)) => p,
-        _ => return ("timeout", error_response(StatusCode::SERVICE_UNAVAILABLE, Code::Timeout, "server busy")),
-    };
-    let engine_started = Instant::now();
-    let result = tokio::time::timeout_at(deadline.into(), run(&view, &spec)).await;
-    drop(permit);
-    state.stats.engine_seconds_micros.fetch_add(engine_started.elapsed().as_micros() as u64, Ordering::Relaxed);
-    let table = match result {
-        Ok(Ok(t)) => t,
-        Ok(Err(e)) => return internal(e),
-        Err(_) => {
-            let msg = format!("report exceeded {} ms", timeout.as_millis());
-            return ("timeout", error_response(StatusCode::SERVICE_UNAVAILABLE, Code::Timeout, &msg));
-        }
-    };
+    let saved = store.get(&view.tenant, id).await.map_err(ApiError::internal)?.ok_or_else(|| not_found(file))?;
+    let spec = ReportSpec::from_stored(&saved.definition)
+        .map_err(|e| ApiError::internal(format!("saved report {id} no longer validates: {e}")))?;
+    let work = async move { run(&view, &spec).await };
+    let table = guard::in_slot(state, StatusCode::SERVICE_UNAVAILABLE, work).await?.map_err(ApiError::internal)?;
 
     let total_rows = table.total_rows;
     let (content_type, body) = match format {
         Format::Csv => ("text/csv; charset=utf-8", Body::from_stream(csv_stream(table))),
         Format::Parquet => {
-            let bytes = match tokio::task::spawn_blocking(move || parquet_bytes(&table)).await {
-                Ok(Ok(b)) => b,
-                Ok(Err(e)) => return internal(e),
-                Err(e) => return internal(e),
-            };
+            let bytes = tokio::task::spawn_blocking(move || parquet_bytes(&table))
+                .await
+                .map_err(ApiError::internal)?
+                .map_err(ApiError::internal)?;
             ("application/vnd.apache.parquet", Body::from(bytes))
         }
     };
@@ -129,7 +96,7 @@ async fn respond(state: &AppState, headers: &HeaderMap, file: &str) -> (&'static
         h.insert(header::CONTENT_DISPOSITION, v);
     }
     h.insert("x-total-rows", HeaderValue::from(total_rows as u64));
-    ("ok", response)
+    Ok(response)
 }
 
 /// A money value exactly, with two fraction digits.

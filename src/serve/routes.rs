@@ -1,34 +1,29 @@
-//! HTTP endpoints: GraphQL (POST, GraphiQL on GET), health, readiness and
-//! Prometheus metrics.
+//! HTTP endpoints: GraphQL over HTTP (POST) and WebSocket, health,
+//! readiness and Prometheus metrics. Every data request goes through the
+//! guard (`super::guard`): over WebSocket, each operation does.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use async_graphql::dataloader::DataLoader;
 use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
-use async_graphql::http::GraphiQLSource;
-use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLWebSocket};
+use async_graphql::{Data, Executor};
+use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
 use axum::Json;
+use axum::body::Body;
 use axum::extract::State;
 use axum::extract::WebSocketUpgrade;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
+use futures::stream::BoxStream;
 use serde_json::json;
 
+use super::guard::{self, Admitted, ApiError};
+use super::request;
 use super::state::{AppState, ResultCache};
-use crate::auth::{ANALYTICS_READ, Principal};
+use super::stats::UNAUTHENTICATED;
+use crate::auth::ANALYTICS_READ;
 use crate::graphql::errors::Code;
-use crate::graphql::loaders::PerformanceLoader;
-use crate::graphql::reports::ReportStore;
-use crate::query::industry::Industry;
-use crate::query::view::TenantView;
-
-/// A transport-level error in GraphQL's JSON shape.
-pub(crate) fn error_response(status: StatusCode, code: Code, message: &str) -> Response {
-    let body = json!({ "errors": [{ "message": message, "extensions": { "code": code.as_str() } }] });
-    (status, Json(body)).into_response()
-}
 
 pub async fn health() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
@@ -47,122 +42,53 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.stats.render()).into_response()
 }
 
-pub async fn graphiql() -> Html<String> {
-    Html(GraphiQLSource::build().endpoint("/graphql").title("cip — GraphiQL").finish())
-}
-
-pub async fn graphql(State(state): State<Arc<AppState>>, headers: HeaderMap, req: GraphQLRequest) -> Response {
+/// `POST /graphql`: one operation per request, its body read up to the
+/// configured limit (413 beyond), then the guard, the result cache, a slot
+/// and the deadline.
+pub async fn graphql(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
     let started = Instant::now();
-    let request = req.into_inner();
-    let operation = request.operation_name.clone().unwrap_or_else(|| operation_label(&request.query));
-    let (outcome, response) = execute(&state, &headers, request).await;
-    state.stats.observe(&operation, outcome, started.elapsed());
+    let (label, result) = match parse(&state, &headers, body).await {
+        Ok(request) => execute(&state, &headers, request).await,
+        Err(e) => (UNAUTHENTICATED.to_string(), Err(e)),
+    };
+    let (outcome, response) = match result {
+        Ok((outcome, response)) => (outcome, response),
+        Err(e) => (e.outcome(), e.into_response()),
+    };
+    state.stats.observe(&label, outcome, started.elapsed());
     response
 }
 
-/// An admitted caller: who, and the data it may see.
-pub(crate) struct Admitted {
-    pub principal: Principal,
-    pub view: Arc<TenantView>,
-    pub industry: Arc<Industry>,
+async fn parse(state: &AppState, headers: &HeaderMap, body: Body) -> Result<async_graphql::Request, ApiError> {
+    let limits = state.settings.request_limits();
+    let bytes = request::read_body(headers, body, limits.max_body_bytes).await?;
+    request::graphql_request(&bytes, &limits)
 }
 
-impl Admitted {
-    /// What resolvers may use: the caller's tenant view (the only way to
-    /// data), its loaders, the industry figures, the principal and the
-    /// saved-report store.
-    pub fn into_data(self, state: &AppState) -> async_graphql::Data {
-        let mut data = async_graphql::Data::default();
-        data.insert(DataLoader::new(PerformanceLoader { view: self.view.clone() }, tokio::spawn));
-        data.insert(self.view);
-        data.insert(self.industry);
-        data.insert(self.principal);
-        data.insert(ReportStore::new(state.lake.clone()));
-        data.insert(state.models());
-        data
-    }
-}
+/// The operation's metrics label (only once the caller is authenticated)
+/// and the outcome with the response.
+type Executed = (String, Result<(&'static str, Response), ApiError>);
 
-/// The steps every data request takes before it reaches the engine:
-/// authenticate (401), require `analytics:read` (403), rate-limit the
-/// credential (429), open its tenant's view (503 before any snapshot). On
-/// refusal: the outcome label and the response to send.
-pub(crate) async fn admit(state: &AppState, headers: &HeaderMap) -> Result<Admitted, (&'static str, Response)> {
-    let principal = match state.authenticate(headers) {
-        Ok(p) => p,
-        Err(e) => {
-            return Err((
-                "unauthenticated",
-                error_response(StatusCode::UNAUTHORIZED, Code::Unauthenticated, &e.to_string()),
-            ));
-        }
+async fn execute(state: &AppState, headers: &HeaderMap, request: async_graphql::Request) -> Executed {
+    let admitted = match guard::admit(state, headers, ANALYTICS_READ).await {
+        Ok(a) => a,
+        Err(e) if e.code == Code::Unauthenticated => return (UNAUTHENTICATED.into(), Err(e)),
+        Err(e) => return (label(state, &request), Err(e)),
     };
-    if !principal.can(ANALYTICS_READ) {
-        let msg = format!("this credential lacks the {ANALYTICS_READ} permission");
-        return Err(("forbidden", error_response(StatusCode::FORBIDDEN, Code::Forbidden, &msg)));
-    }
-    if let Err(wait) = state.limiter.check(&principal.subject) {
-        let mut r = error_response(StatusCode::TOO_MANY_REQUESTS, Code::RateLimited, "rate limit exceeded");
-        let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
-        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
-        return Err(("rate_limited", r));
-    }
-    match state.view(&principal.tenant_id).await {
-        Ok(Some((view, industry))) => Ok(Admitted { principal, view, industry }),
-        Ok(None) => {
-            let r = error_response(StatusCode::SERVICE_UNAVAILABLE, Code::NotReady, "no snapshot published yet");
-            Err(("not_ready", r))
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "opening tenant view failed");
-            Err(("error", error_response(StatusCode::INTERNAL_SERVER_ERROR, Code::Internal, "internal error")))
-        }
-    }
-}
-
-async fn execute(state: &AppState, headers: &HeaderMap, request: async_graphql::Request) -> (&'static str, Response) {
-    let admitted = match admit(state, headers).await {
-        Ok(admitted) => admitted,
-        Err(refused) => return refused,
-    };
+    let label = label(state, &request);
     let view = admitted.view.clone();
-
     let variables = serde_json::to_string(&request.variables).unwrap_or_default();
     let key =
         ResultCache::key(view.version, &view.tenant, &request.query, request.operation_name.as_deref(), &variables);
     if let Some(body) = state.cache.get(key) {
         state.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
-        return ("ok", json_body(body));
+        return (label, Ok(("ok", json_body(body))));
     }
     state.stats.cache_misses.fetch_add(1, Ordering::Relaxed);
-
-    let timeout = state.settings.query_timeout();
-    let deadline = Instant::now() + timeout;
-    let permit = match tokio::time::timeout(timeout, state.slots.clone().acquire_owned()).await {
-        Ok(Ok(p)) => p,
-        _ => return ("timeout", error_response(StatusCode::SERVICE_UNAVAILABLE, Code::Timeout, "server busy")),
-    };
-    let mut request = request;
-    request.data = admitted.into_data(state);
-    let engine_started = Instant::now();
-    let result = tokio::time::timeout_at(deadline.into(), state.schema.execute(request)).await;
-    drop(permit);
-    state.stats.engine_seconds_micros.fetch_add(engine_started.elapsed().as_micros() as u64, Ordering::Relaxed);
-    let mut response = match result {
+    let response = match run(state, admitted, request, StatusCode::OK).await {
         Ok(r) => r,
-        Err(_) => {
-            let msg = format!("query exceeded {} ms", timeout.as_millis());
-            return ("timeout", error_response(StatusCode::OK, Code::Timeout, &msg));
-        }
+        Err(e) => return (label, Err(e)),
     };
-    // Errors raised by resolvers carry their code; the rest come from
-    // parsing and validating the query itself: the client's input.
-    for e in &mut response.errors {
-        let ext = e.extensions.get_or_insert_with(Default::default);
-        if ext.get("code").is_none() {
-            ext.set("code", Code::BadInput.as_str());
-        }
-    }
     let ok = response.errors.is_empty();
     // Fields marked `no_cache` (saved reports, mutations) read or change
     // state that the snapshot version does not capture.
@@ -171,24 +97,117 @@ async fn execute(state: &AppState, headers: &HeaderMap, request: async_graphql::
     if ok && cacheable {
         state.cache.put(key, body.clone());
     }
-    (if ok { "ok" } else { "error" }, json_body(body))
+    (label, Ok((if ok { "ok" } else { "error" }, json_body(body))))
+}
+
+/// Execute an admitted operation in a slot, within the deadline.
+async fn run(
+    state: &AppState,
+    admitted: Admitted,
+    mut request: async_graphql::Request,
+    overrun_status: StatusCode,
+) -> Result<async_graphql::Response, ApiError> {
+    request.data = admitted.into_data(state);
+    let schema = state.schema.clone();
+    let mut response = guard::in_slot(state, overrun_status, async move { schema.execute(request).await }).await?;
+    // Errors raised by resolvers carry their code; the rest come from
+    // parsing and validating the query itself: the client's input.
+    for e in &mut response.errors {
+        let ext = e.extensions.get_or_insert_with(Default::default);
+        if ext.get("code").is_none() {
+            ext.set("code", Code::BadInput.as_str());
+        }
+    }
+    Ok(response)
+}
+
+/// The label of an operation: its `operationName`, else the name in the
+/// document (`query Dash { … }` → `Dash`), bounded by the stats.
+fn label(state: &AppState, request: &async_graphql::Request) -> String {
+    let named = request.operation_name.clone().or_else(|| document_operation_name(&request.query));
+    state.stats.operation_label(named.as_deref())
+}
+
+/// The credentials of a WebSocket connection: the upgrade request's headers,
+/// completed by the `connection_init` payload. Every operation is admitted
+/// with them anew, so a revoked key or an exhausted bucket stops the next
+/// operation, not only the next connection.
+#[derive(Clone)]
+struct WsCredentials(HeaderMap);
+
+/// Runs each WebSocket operation through the guard, as `POST /graphql` does.
+#[derive(Clone)]
+struct GuardedExecutor {
+    state: Arc<AppState>,
+}
+
+impl GuardedExecutor {
+    async fn operation(&self, headers: HeaderMap, request: async_graphql::Request) -> async_graphql::Response {
+        let state = &self.state;
+        let started = Instant::now();
+        let refused = |e: ApiError| async_graphql::Response::from_errors(vec![e.to_graphql()]);
+        let (label, outcome, response) = match request::check_query(&request.query, &state.settings.request_limits()) {
+            Err(e) => (UNAUTHENTICATED.to_string(), e.outcome(), refused(e)),
+            Ok(()) => match guard::admit(state, &headers, ANALYTICS_READ).await {
+                Err(e) if e.code == Code::Unauthenticated => (UNAUTHENTICATED.into(), e.outcome(), refused(e)),
+                Err(e) => (label(state, &request), e.outcome(), refused(e)),
+                Ok(admitted) => {
+                    let label = label(state, &request);
+                    match run(state, admitted, request, StatusCode::OK).await {
+                        Ok(r) => (label, if r.errors.is_empty() { "ok" } else { "error" }, r),
+                        Err(e) => (label, e.outcome(), refused(e)),
+                    }
+                }
+            },
+        };
+        state.stats.observe(&format!("ws:{label}"), outcome, started.elapsed());
+        response
+    }
+}
+
+impl Executor for GuardedExecutor {
+    async fn execute(&self, request: async_graphql::Request) -> async_graphql::Response {
+        self.operation(HeaderMap::new(), request).await
+    }
+
+    /// Queries and mutations answer once. (A subscription field, when the
+    /// schema gets one, will need its own rule for slots and deadlines.)
+    fn execute_stream(
+        &self,
+        request: async_graphql::Request,
+        session_data: Option<Arc<Data>>,
+    ) -> BoxStream<'static, async_graphql::Response> {
+        let this = self.clone();
+        let headers = session_data
+            .and_then(|d| {
+                d.get(&std::any::TypeId::of::<WsCredentials>())?.downcast_ref::<WsCredentials>().map(|c| c.0.clone())
+            })
+            .unwrap_or_default();
+        Box::pin(futures::stream::once(async move { this.operation(headers, request).await }))
+    }
 }
 
 /// GraphQL over WebSocket (graphql-ws and the older
 /// subscriptions-transport-ws). Credentials come from the upgrade request's
 /// headers or, for browsers that cannot set them, from the
 /// `connection_init` payload (`{"X-API-Key": …}` or `{"Authorization": "Bearer …"}`).
+/// A connection with bad credentials is refused at `connection_init`; after
+/// that, each operation passes the guard (rate limit, slot, deadline) and a
+/// refusal is a GraphQL error on that operation, the connection staying open.
 pub async fn graphql_ws(
     State(state): State<Arc<AppState>>,
     protocol: GraphQLProtocol,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
+    let limit = state.settings.max_body_bytes;
     upgrade
+        .max_message_size(limit)
+        .max_frame_size(limit)
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |stream| {
-            let schema = state.schema.clone();
-            GraphQLWebSocket::new(stream, schema, protocol)
+            let executor = GuardedExecutor { state: state.clone() };
+            GraphQLWebSocket::new(stream, executor, protocol)
                 .on_connection_init(move |payload| async move {
                     let mut headers = headers;
                     for (name, key) in [
@@ -200,13 +219,16 @@ pub async fn graphql_ws(
                             headers.insert(name, v);
                         }
                     }
-                    match admit(&state, &headers).await {
-                        Ok(admitted) => Ok(admitted.into_data(&state)),
-                        Err((outcome, _)) => {
-                            let code = if outcome == "forbidden" { Code::Forbidden } else { Code::Unauthenticated };
-                            Err(crate::graphql::errors::error(code, outcome))
-                        }
+                    let principal = state
+                        .authenticate(&headers)
+                        .map_err(|e| crate::graphql::errors::error(Code::Unauthenticated, e.to_string()))?;
+                    if !principal.can(ANALYTICS_READ) {
+                        let msg = format!("this credential lacks the {ANALYTICS_READ} permission");
+                        return Err(crate::graphql::errors::error(Code::Forbidden, msg));
                     }
+                    let mut data = Data::default();
+                    data.insert(WsCredentials(headers));
+                    Ok(data)
                 })
                 .serve()
         })
@@ -215,16 +237,13 @@ pub async fn graphql_ws(
 
 /// The name of the document's operation (`query Dash { … }` → `Dash`), for
 /// per-operation metrics when the client sends no `operationName`.
-fn operation_label(query: &str) -> String {
-    let q = query.trim_start();
-    let rest = ["query", "mutation", "subscription"].iter().find_map(|k| q.strip_prefix(k));
-    let name: String = match rest {
-        Some(r) if r.starts_with(char::is_whitespace) => {
-            r.trim_start().chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect()
-        }
-        _ => String::new(),
-    };
-    if name.is_empty() { "anonymous".into() } else { name }
+fn document_operation_name(query: &str) -> Option<String> {
+    let mut tokens = request::tokens(query);
+    match tokens.next()? {
+        "query" | "mutation" | "subscription" => {}
+        _ => return None,
+    }
+    tokens.next().filter(|t| t.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')).map(String::from)
 }
 
 fn json_body(body: bytes::Bytes) -> Response {
@@ -233,13 +252,14 @@ fn json_body(body: bytes::Bytes) -> Response {
 
 #[cfg(test)]
 mod tests {
-    use super::operation_label;
+    use super::document_operation_name;
 
     #[test]
-    fn operations_are_labelled_by_their_name() {
-        assert_eq!(operation_label("query Dash { agencies { id } }"), "Dash");
-        assert_eq!(operation_label("  query Kpis($d: Date!) { x }"), "Kpis");
-        assert_eq!(operation_label("{ agencies { id } }"), "anonymous");
-        assert_eq!(operation_label("query { x }"), "anonymous");
+    fn operations_are_named_by_their_document() {
+        assert_eq!(document_operation_name("query Dash { agencies { id } }").as_deref(), Some("Dash"));
+        assert_eq!(document_operation_name("  query Kpis($d: Date!) { x }").as_deref(), Some("Kpis"));
+        assert_eq!(document_operation_name("# c\nquery\n  Late { x }").as_deref(), Some("Late"));
+        assert_eq!(document_operation_name("{ agencies { id } }"), None);
+        assert_eq!(document_operation_name("query { x }"), None);
     }
 }

@@ -2,14 +2,16 @@
 //! newer one is published), per-tenant views of it, API keys, limits,
 //! the result cache and counters.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, RwLock};
 
 use axum::http::HeaderMap;
 use tokio::sync::Semaphore;
 
+use super::engine::Engine;
 use super::limits::RateLimiter;
+use super::request;
 use super::stats::Stats;
 use crate::auth::jwt::JwtVerifier;
 use crate::auth::keys::{self, StoredKey};
@@ -20,50 +22,108 @@ use crate::graphql::{CipSchema, build_schema};
 use crate::lake::{Location, Manifest, snapshot, store};
 use crate::models::registry;
 use crate::query::industry::Industry;
+use crate::query::single_flight::SingleFlight;
 use crate::query::view::TenantView;
+
+/// Tenant views kept per snapshot (beyond it the oldest is reopened on use).
+const MAX_TENANT_VIEWS: usize = 4096;
 
 /// One published snapshot and the tenant views opened on it so far.
 pub struct Current {
     pub manifest: Arc<Manifest>,
-    views: tokio::sync::Mutex<HashMap<String, Arc<TenantView>>>,
+    /// Opened once per tenant; opening one tenant's view does not hold up
+    /// another tenant's requests.
+    views: SingleFlight<String, Arc<TenantView>>,
     /// Anonymised cross-tenant benchmarks of this snapshot.
     pub industry: Arc<Industry>,
     /// The registered models when this snapshot was loaded.
     pub models: Arc<ModelCatalog>,
 }
 
-/// Responses of successful queries, keyed by (snapshot, tenant, normalised
-/// query, operation, variables). Cleared when the snapshot changes.
+/// Responses of successful queries, keyed by (snapshot, tenant, the
+/// query's canonical text, operation, variables); bounded in entries and
+/// bytes, least recently used out first; cleared when the snapshot changes.
 pub struct ResultCache {
-    entries: Mutex<HashMap<u128, bytes::Bytes>>,
-    capacity: usize,
+    inner: Mutex<CacheInner>,
+    max_entries: usize,
+    max_bytes: usize,
+}
+
+#[derive(Default)]
+struct CacheInner {
+    /// key → (body, tick of its last use)
+    entries: HashMap<u128, (bytes::Bytes, u64)>,
+    /// tick of last use → key, oldest first
+    by_use: BTreeMap<u64, u128>,
+    bytes: usize,
+    tick: u64,
+}
+
+impl CacheInner {
+    fn touch(&mut self, key: u128) -> Option<bytes::Bytes> {
+        self.tick += 1;
+        let tick = self.tick;
+        let (body, used) = self.entries.get_mut(&key)?;
+        self.by_use.remove(used);
+        *used = tick;
+        self.by_use.insert(tick, key);
+        Some(body.clone())
+    }
+
+    fn remove(&mut self, key: u128) {
+        if let Some((body, used)) = self.entries.remove(&key) {
+            self.by_use.remove(&used);
+            self.bytes -= body.len();
+        }
+    }
 }
 
 impl ResultCache {
-    fn new(capacity: usize) -> Self {
-        ResultCache { entries: Mutex::new(HashMap::new()), capacity }
+    pub fn new(max_entries: usize, max_bytes: usize) -> Self {
+        ResultCache { inner: Mutex::new(CacheInner::default()), max_entries, max_bytes }
     }
 
+    /// `query` is parsed into its tokens (see [`request::canonical`]), so
+    /// layout does not split entries and literals never merge them.
     pub fn key(version: u64, tenant: &str, query: &str, operation: Option<&str>, variables: &str) -> u128 {
-        let normalised: String = query.split_whitespace().collect::<Vec<_>>().join(" ");
-        let text = format!("{version}\u{1}{tenant}\u{1}{normalised}\u{1}{}\u{1}{variables}", operation.unwrap_or(""));
+        let canonical = request::canonical(query);
+        let text = format!("{version}\u{0}{tenant}\u{0}{canonical}\u{0}{}\u{0}{variables}", operation.unwrap_or(""));
         xxhash_rust::xxh3::xxh3_128(text.as_bytes())
     }
 
     pub fn get(&self, key: u128) -> Option<bytes::Bytes> {
-        self.entries.lock().expect("cache lock").get(&key).cloned()
+        self.inner.lock().expect("cache lock").touch(key)
     }
 
+    /// Keep `body`, evicting the least recently used entries to stay within
+    /// both bounds; a body larger than the byte bound is not kept.
     pub fn put(&self, key: u128, body: bytes::Bytes) {
-        let mut e = self.entries.lock().expect("cache lock");
-        if e.len() >= self.capacity {
-            e.clear();
+        if body.len() > self.max_bytes {
+            return;
         }
-        e.insert(key, body);
+        let mut c = self.inner.lock().expect("cache lock");
+        c.remove(key);
+        while c.entries.len() >= self.max_entries || c.bytes + body.len() > self.max_bytes {
+            let Some((_, oldest)) = c.by_use.pop_first() else { break };
+            if let Some((old, _)) = c.entries.remove(&oldest) {
+                c.bytes -= old.len();
+            }
+        }
+        c.tick += 1;
+        let tick = c.tick;
+        c.bytes += body.len();
+        c.entries.insert(key, (body, tick));
+        c.by_use.insert(tick, key);
+    }
+
+    /// (entries, bytes) held.
+    pub fn size(&self) -> (usize, usize) {
+        let c = self.inner.lock().expect("cache lock");
+        (c.entries.len(), c.bytes)
     }
 
     fn clear(&self) {
-        self.entries.lock().expect("cache lock").clear();
+        *self.inner.lock().expect("cache lock") = CacheInner::default();
     }
 }
 
@@ -73,6 +133,8 @@ pub struct AppState {
     pub schema: CipSchema,
     pub limiter: RateLimiter,
     pub slots: Arc<Semaphore>,
+    /// Where admitted operations run (see `engine.rs`).
+    pub engine: Engine,
     pub stats: Stats,
     pub cache: ResultCache,
     current: RwLock<Option<Arc<Current>>>,
@@ -86,15 +148,16 @@ impl AppState {
         let lake = store::open(&settings.lake)?;
         let jwt = match (&settings.jwt_public_key, &settings.jwt_secret) {
             (Some(pem), _) => Some(JwtVerifier::rs256(&std::fs::read(pem)?)?),
-            (None, Some(secret)) => Some(JwtVerifier::hs256(secret.as_bytes())),
+            (None, Some(secret)) => Some(JwtVerifier::hs256(secret.expose().as_bytes())),
             (None, None) => None,
         };
         Ok(AppState {
             schema: build_schema(settings.shape_limits()),
             limiter: RateLimiter::new(settings.rate_per_sec, settings.rate_burst),
             slots: Arc::new(Semaphore::new(settings.max_concurrent_queries)),
+            engine: Engine::new(settings.engine_threads())?,
             stats: Stats::default(),
-            cache: ResultCache::new(10_000),
+            cache: ResultCache::new(settings.cache_entries, settings.cache_mb << 20),
             current: RwLock::new(None),
             keys: RwLock::new(HashMap::new()),
             jwt,
@@ -123,7 +186,7 @@ impl AppState {
                 }
             };
             let models = Arc::new(ModelCatalog(models));
-            let next = Arc::new(Current { manifest, views: tokio::sync::Mutex::new(views), industry, models });
+            let next = Arc::new(Current { manifest, views, industry, models });
             *self.current.write().expect("snapshot lock") = Some(next);
             self.cache.clear();
             self.stats.snapshot_version.store(version, Ordering::Relaxed);
@@ -136,7 +199,7 @@ impl AppState {
     /// Open the views (sessions and directories) of the largest tenants of
     /// a new snapshot before it is served, so that the first query after a
     /// publish pays only for itself; readers keep the old snapshot meanwhile.
-    async fn warm_views(&self, manifest: &Manifest) -> HashMap<String, Arc<TenantView>> {
+    async fn warm_views(&self, manifest: &Manifest) -> SingleFlight<String, Arc<TenantView>> {
         const WARM_TENANTS: usize = 64;
         let mut tenants: Vec<(u64, String)> = manifest
             .tenants()
@@ -144,7 +207,7 @@ impl AppState {
             .map(|t| (manifest.tenant_files("commissions", &t).map(|f| f.rows).sum::<u64>(), t))
             .collect();
         tenants.sort_by(|a, b| b.cmp(a));
-        let mut views = HashMap::new();
+        let views = SingleFlight::new(MAX_TENANT_VIEWS);
         for (_, tenant) in tenants.into_iter().take(WARM_TENANTS) {
             match TenantView::open(&self.lake, manifest, &tenant, self.settings.session_limits()).await {
                 Ok(v) => {
@@ -172,13 +235,11 @@ impl AppState {
     /// industry figures; `None` before any snapshot.
     pub async fn view(&self, tenant: &str) -> anyhow::Result<Option<(Arc<TenantView>, Arc<Industry>)>> {
         let Some(current) = self.current.read().expect("snapshot lock").clone() else { return Ok(None) };
-        let mut views = current.views.lock().await;
-        if let Some(v) = views.get(tenant) {
-            return Ok(Some((v.clone(), current.industry.clone())));
-        }
         let limits = self.settings.session_limits();
-        let v = Arc::new(TenantView::open(&self.lake, &current.manifest, tenant, limits).await?);
-        views.insert(tenant.to_string(), v.clone());
+        let open = || async {
+            Ok::<_, anyhow::Error>(Arc::new(TenantView::open(&self.lake, &current.manifest, tenant, limits).await?))
+        };
+        let v = current.views.get_or_try_init(tenant.to_string(), open).await?;
         Ok(Some((v, current.industry.clone())))
     }
 
@@ -194,5 +255,43 @@ impl AppState {
             return self.jwt.as_ref().ok_or(AuthError::Invalid)?.verify(token.trim());
         }
         Err(AuthError::Missing)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(n: usize) -> bytes::Bytes {
+        bytes::Bytes::from(vec![b'x'; n])
+    }
+
+    #[test]
+    fn the_cache_evicts_least_recently_used_within_entries_and_bytes() {
+        let c = ResultCache::new(3, 100);
+        c.put(1, body(30));
+        c.put(2, body(30));
+        c.put(3, body(30));
+        assert!(c.get(1).is_some()); // 1 is now the most recent; 2 the oldest
+        c.put(4, body(30)); // entry bound: 2 goes
+        assert_eq!((c.get(2), c.size()), (None, (3, 90)));
+        c.put(5, body(60)); // byte bound: 3 and 1 (least recently used) go, 4 stays
+        assert_eq!(c.get(3), None);
+        assert_eq!(c.get(1), None);
+        assert_eq!(c.get(4).map(|b| b.len()), Some(30));
+        assert_eq!(c.size(), (2, 90));
+        c.put(6, body(101)); // larger than the whole bound: not kept, nothing evicted
+        assert_eq!((c.get(6), c.size()), (None, (2, 90)));
+        c.put(4, body(10)); // replacing an entry frees its old bytes
+        assert_eq!(c.size(), (2, 70));
+    }
+
+    #[test]
+    fn cache_keys_follow_the_parsed_query() {
+        let k = |q: &str| ResultCache::key(1, "t1", q, None, "{}");
+        assert_eq!(k(r#"{ agency(id: "G1") { name } }"#), k("{agency(id:\"G1\"){name}} # again"));
+        assert_ne!(k(r#"{ a(s: "x  y") }"#), k(r#"{ a(s: "x y") }"#));
+        assert_ne!(ResultCache::key(1, "t1", "{ a }", None, "{}"), ResultCache::key(1, "t2", "{ a }", None, "{}"));
+        assert_ne!(ResultCache::key(1, "t1", "{ a }", None, "{}"), ResultCache::key(2, "t1", "{ a }", None, "{}"));
     }
 }

@@ -1,7 +1,9 @@
 //! Integration tests: one binary, real files, real Parquet, real DataFusion.
 
+mod abuse;
 mod cli;
 mod generated;
+mod graphiql;
 mod graphql;
 mod helpers;
 mod ingest;

@@ -58,6 +58,8 @@ const SECRET: &str = "test-secret";
 pub struct TestApp {
     pub url: String,
     pub lake: TestLake,
+    /// The running server's state (its slots, caches, counters).
+    pub state: std::sync::Arc<cip::serve::AppState>,
     pub key_t1: String,
     client: reqwest::Client,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -75,8 +77,13 @@ impl TestApp {
     }
 
     pub async fn spawn_with(adjust: impl FnOnce(ServeSettings) -> ServeSettings) -> Self {
+        Self::spawn_book(BOOK, adjust).await
+    }
+
+    /// The server over a lake of `book` (landing path, content) instead of [`BOOK`].
+    pub async fn spawn_book(book: &[(&str, &str)], adjust: impl FnOnce(ServeSettings) -> ServeSettings) -> Self {
         let lake = TestLake::new();
-        for (path, body) in BOOK {
+        for (path, body) in book {
             lake.land(path, body);
         }
         let report = ingest(&lake.landing(), &lake.lake(), &IngestOptions::default()).await.unwrap();
@@ -86,11 +93,12 @@ impl TestApp {
         let settings = adjust(ServeSettings::test_config(lake.lake_path().to_str().unwrap()));
         let app = Application::build(settings).await.unwrap();
         let url = format!("http://127.0.0.1:{}", app.port());
+        let state = app.state();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(app.run_until_stopped(async move {
             let _ = rx.await;
         }));
-        TestApp { url, lake, key_t1, client: reqwest::Client::new(), stop: Some(tx) }
+        TestApp { url, lake, state, key_t1, client: reqwest::Client::new(), stop: Some(tx) }
     }
 
     pub fn token(tenant: &str, permissions: &[&str]) -> String {
