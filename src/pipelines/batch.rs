@@ -173,7 +173,8 @@ pub async fn ingest(landing: &Location, lake: &Location, opts: &IngestOptions) -
                     partitions.entry((file.entity, part.tenant.clone())).or_default().push(part);
                 }
             }
-            Err(StageError::Unreadable(error)) => {
+            Err(e @ (StageError::Unreadable(_) | StageError::Header(_))) => {
+                let error = e.to_string();
                 tracing::warn!(file = %file.name, %error, "landing file unreadable");
                 unreadable.push(UnreadableFile { file: file.name.clone(), error });
             }

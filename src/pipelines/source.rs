@@ -173,17 +173,41 @@ pub enum Item<'a> {
     },
 }
 
-/// Read a CSV file with a header row; `each` is called per record.
-pub fn read_csv<R: Read, E>(
-    input: R,
-    entity: Entity,
-    mut each: impl FnMut(Item<'_>) -> Result<(), E>,
-) -> Result<Result<(), E>, io::Error> {
-    let mut rdr = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(input);
-    let mut rec = csv::ByteRecord::new();
-    if !rdr.read_byte_record(&mut rec).map_err(csv_io)? {
-        return Ok(Ok(())); // empty file: nothing to land
-    }
+/// Why a CSV file's header row rules the whole file out. Checked once,
+/// where the header is read, before any record: none of the file is read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HeaderError {
+    /// No header row at all (a 0-byte file, or only blank lines).
+    #[error("header missing: the file is empty")]
+    Missing,
+    /// Header field `field` (1-based) is not valid UTF-8; `missing` are the
+    /// required columns that no header field names, in contract order.
+    #[error("header is not valid UTF-8 (field {field}){}", lacks_suffix(.missing))]
+    NotUtf8 { field: usize, missing: Vec<&'static str> },
+    /// Required columns of the entity that no header field names, in
+    /// contract order.
+    #[error("header lacks required columns: {}", .0.join(", "))]
+    MissingColumns(Vec<&'static str>),
+}
+
+fn lacks_suffix(missing: &[&str]) -> String {
+    if missing.is_empty() { String::new() } else { format!("; header lacks required columns: {}", missing.join(", ")) }
+}
+
+/// Why a landing file as a whole could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    #[error(transparent)]
+    Header(#[from] HeaderError),
+}
+
+/// The header's names (trimmed, first one without a byte-order mark), once
+/// every field is UTF-8 and every required column of `entity` is named.
+/// Unknown extra columns are allowed (ignored when mapping).
+fn header_names(rec: &csv::ByteRecord, entity: Entity) -> Result<Vec<String>, HeaderError> {
+    let not_utf8 = rec.iter().position(|h| std::str::from_utf8(h).is_err()).map(|i| i + 1);
     let headers: Vec<String> = rec
         .iter()
         .enumerate()
@@ -193,6 +217,33 @@ pub fn read_csv<R: Read, E>(
             h.trim().to_string()
         })
         .collect();
+    let missing: Vec<&'static str> = entity
+        .columns()
+        .iter()
+        .filter(|c| c.required && !headers.iter().any(|h| h == c.name))
+        .map(|c| c.name)
+        .collect();
+    match not_utf8 {
+        Some(field) => Err(HeaderError::NotUtf8 { field, missing }),
+        None if !missing.is_empty() => Err(HeaderError::MissingColumns(missing)),
+        None => Ok(headers),
+    }
+}
+
+/// Read a CSV file with a header row; `each` is called per record. A header
+/// that does not fit the contract ([`HeaderError`]) fails the file before
+/// any record is handed to `each`.
+pub fn read_csv<R: Read, E>(
+    input: R,
+    entity: Entity,
+    mut each: impl FnMut(Item<'_>) -> Result<(), E>,
+) -> Result<Result<(), E>, ReadError> {
+    let mut rdr = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(input);
+    let mut rec = csv::ByteRecord::new();
+    if !rdr.read_byte_record(&mut rec).map_err(csv_io)? {
+        return Err(HeaderError::Missing.into());
+    }
+    let headers = header_names(&rec, entity)?;
     let mapping: Vec<Option<usize>> =
         entity.columns().iter().map(|c| headers.iter().position(|h| h == c.name)).collect();
     let tenant_at = mapping[0];
@@ -338,6 +389,51 @@ mod tests {
         assert_eq!(rows[0], (2, vec![Some("t1".into()), Some("K1".into()), Some("Acme".into())]));
         assert_eq!(rows[1], (3, vec![Some("t1".into()), Some("K2".into()), Some("B, Inc".into())]));
         assert_eq!(rows[2], (4, vec![Some("malformed: expected 4 fields as in the header, found 2".into())]));
+    }
+
+    /// The header error of `text`, checking that no record was handed on.
+    fn header_error(entity: Entity, text: &[u8]) -> HeaderError {
+        let mut records = 0;
+        let err = read_csv::<_, ()>(text, entity, |_| {
+            records += 1;
+            Ok(())
+        })
+        .unwrap_err();
+        assert_eq!(records, 0, "no record is read from a file with a bad header");
+        match err {
+            ReadError::Header(e) => e,
+            ReadError::Io(e) => panic!("expected a header error, got {e}"),
+        }
+    }
+
+    #[test]
+    fn csv_header_must_name_every_required_column() {
+        let header = "tenant_id,policy_id,agent_id,carrier_id,transaction_date,kind,premium_amount,commission_rate,agent_commission,agency_commission,status,extra";
+        let e = header_error(
+            Entity::Commissions,
+            format!("{header}\nt1,P1,A1,K1,2024-01-15,new,1,0.1,1,2,,x\n").as_bytes(),
+        );
+        assert_eq!(e, HeaderError::MissingColumns(vec!["commission_id", "gross_commission"]));
+        assert_eq!(e.to_string(), "header lacks required columns: commission_id, gross_commission");
+        // Optional columns may be absent and unknown ones present.
+        assert_eq!(collect_csv("tenant_id,carrier_id,name,x\nt1,K1,Acme,y\n").len(), 1);
+    }
+
+    #[test]
+    fn csv_header_must_be_utf8_and_present() {
+        // UTF-16 (as some spreadsheets export): not UTF-8, names unreadable.
+        let e = header_error(Entity::Carriers, b"\xff\xfet\x00e\x00n\x00\n\x00");
+        assert_eq!(e, HeaderError::NotUtf8 { field: 1, missing: vec!["tenant_id", "carrier_id", "name"] });
+        assert_eq!(
+            e.to_string(),
+            "header is not valid UTF-8 (field 1); header lacks required columns: tenant_id, carrier_id, name"
+        );
+        let e = header_error(Entity::Carriers, b"tenant_id,carrier_id,name,libell\xe9\nt1,K1,Acme,x\n");
+        assert_eq!(e.to_string(), "header is not valid UTF-8 (field 4)");
+        for empty in [&b""[..], b"\n\r\n"] {
+            assert_eq!(header_error(Entity::Carriers, empty), HeaderError::Missing);
+        }
+        assert_eq!(HeaderError::Missing.to_string(), "header missing: the file is empty");
     }
 
     #[test]

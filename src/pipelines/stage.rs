@@ -19,7 +19,7 @@ use crate::contract::values::Value;
 use crate::lake::parquet_io::{self, MemoryParquet};
 use crate::lake::{self, Location, REJECTS_DIR};
 
-use super::source::{self, Format, Item, LandingFile};
+use super::source::{self, Format, HeaderError, Item, LandingFile, ReadError};
 
 /// Rows per Arrow batch handed to the Parquet writer.
 const BATCH_ROWS: usize = 32 * 1024;
@@ -69,6 +69,11 @@ pub enum StageError {
     /// The file could not be read: reported by name, the run goes on.
     #[error("{0}")]
     Unreadable(String),
+    /// A CSV header that does not fit the contract (no header, not UTF-8,
+    /// required columns missing): reported by name like an unreadable file;
+    /// none of its rows was read.
+    #[error(transparent)]
+    Header(#[from] HeaderError),
     /// The lake could not be written: the run stops.
     #[error("writing {0}: {1}")]
     Write(String, String),
@@ -156,10 +161,12 @@ pub fn stage_file(
     let each = |item: Item<'_>| stager.item(item);
     let result = match format {
         Format::Csv => source::read_csv(input, file.entity, each),
-        Format::Jsonl => source::read_jsonl(input, file.entity, each),
+        Format::Jsonl => source::read_jsonl(input, file.entity, each).map_err(ReadError::Io),
     };
     match result {
-        Err(e) => {
+        // Checked before the first record: nothing of the file was staged.
+        Err(ReadError::Header(e)) => Err(StageError::Header(e)),
+        Err(ReadError::Io(e)) => {
             // Parts already written stay unreferenced; a vacuum removes them.
             Err(StageError::Unreadable(describe_io(&e)))
         }

@@ -291,3 +291,162 @@ async fn landing_and_lake_can_be_any_object_store() {
         &sql_at(&lake, &manifest, tenant("t1"), "select sum(gross_commission) as gross from commissions").await
     );
 }
+
+/// `source_file` of every row in the run's rejected-records store.
+async fn rejected_files(t: &TestLake, run_id: &str) -> Vec<String> {
+    let lake = t.lake();
+    let files: Vec<_> = lake.store.list(Some(&lake.child(&format!("_rejects/{run_id}")))).try_collect().await.unwrap();
+    let mut out = Vec::new();
+    for f in files {
+        for b in parquet_io::read(&lake.store, &f.location, None).await.unwrap() {
+            let col = b.column_by_name("source_file").unwrap();
+            let col = col.as_any().downcast_ref::<arrow::array::StringArray>().unwrap();
+            out.extend(col.iter().map(|v| v.unwrap().to_string()));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// (file, error) of each unreadable file of `report`.
+fn unreadable(report: &cip::pipelines::batch::IngestReport) -> Vec<(&str, &str)> {
+    report.unreadable_files.iter().map(|u| (u.file.as_str(), u.error.as_str())).collect()
+}
+
+/// A `HEADER` row without the column `name`, and `row` without its value.
+fn without(name: &str, row: &str) -> (String, String) {
+    let at = HEADER.split(',').position(|h| h == name).unwrap();
+    let drop =
+        |s: &str| s.split(',').enumerate().filter(|(i, _)| *i != at).map(|(_, v)| v).collect::<Vec<_>>().join(",");
+    (drop(HEADER), drop(row))
+}
+
+#[tokio::test]
+async fn a_binary_file_is_unreadable_naming_the_missing_columns_and_the_rest_lands() {
+    let t = TestLake::new();
+    // C1, C2 and C10 of t1 and C1 of t2: all valid.
+    let good = [JANUARY[0], JANUARY[1], JANUARY[11], JANUARY[12]];
+    t.land("commissions/2024-01.csv", &format!("{HEADER}\n{}\n", good.join("\n")));
+    // 16 bytes of gzip ("hello" compressed, truncated): no newline, so the
+    // whole file is one header field, and not UTF-8 (0x8b).
+    let junk = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03\xcb\x48\xcd\xc9\xc9\x07";
+    assert_eq!(junk.len(), 16);
+    crate::helpers::write(&t.landing_path().join("commissions/junk.csv"), junk);
+    let report = run(&t).await.unwrap();
+
+    // Every required commissions column of the contract, in its order.
+    assert_eq!(
+        unreadable(&report),
+        vec![(
+            "commissions/junk.csv",
+            "header is not valid UTF-8 (field 1); header lacks required columns: tenant_id, commission_id, \
+             policy_id, agent_id, carrier_id, transaction_date, kind, premium_amount, commission_rate, \
+             gross_commission, agent_commission, agency_commission"
+        )]
+    );
+    let c = &report.entities["commissions"];
+    assert_eq!((c.files, c.read, c.landed, c.rejected, c.duplicates), (2, 4, 4, 0, 0));
+    assert_eq!(c.upserts.new, 4);
+    assert_eq!(report.rows_read, 4);
+    assert_eq!(report.rows_rejected, 0);
+    assert_eq!(rejected_files(&t, &report.run_id).await, Vec::<String>::new());
+    assert_eq!(report.snapshot, Some(1));
+    assert_eq!(t.latest().await.unwrap().rows("commissions"), 4);
+    // 150.00 + -35.50 + 0
+    assert_batches_eq!(
+        ["+---+--------+", "| n | gross  |", "+---+--------+", "| 3 | 114.50 |", "+---+--------+"],
+        &t.sql(tenant("t1"), "select count(*) as n, sum(gross_commission) as gross from commissions").await
+    );
+}
+
+#[tokio::test]
+async fn a_header_missing_one_required_column_is_unreadable_and_none_of_its_rows_is_read() {
+    let t = TestLake::new();
+    let rows: Vec<(String, String)> =
+        [JANUARY[0], JANUARY[1], JANUARY[12]].iter().map(|r| without("gross_commission", r)).collect();
+    let header = &rows[0].0;
+    assert_eq!(header.split(',').count(), 14);
+    let body: Vec<&str> = rows.iter().map(|(_, r)| r.as_str()).collect();
+    t.land("commissions/no-gross.csv", &format!("{header}\n{}\n", body.join("\n")));
+    t.land("agencies/agencies.csv", AGENCIES);
+    let report = run(&t).await.unwrap();
+
+    assert_eq!(
+        unreadable(&report),
+        vec![("commissions/no-gross.csv", "header lacks required columns: gross_commission")]
+    );
+    let c = &report.entities["commissions"];
+    assert_eq!((c.files, c.read, c.landed, c.rejected), (1, 0, 0, 0));
+    assert!(c.rejected_by_reason.is_empty());
+    assert_eq!(rejected_files(&t, &report.run_id).await, Vec::<String>::new());
+    // The agencies still land; no commissions table at all.
+    let a = &report.entities["agencies"];
+    assert_eq!((a.files, a.read, a.landed, a.rejected), (1, 3, 3, 0));
+    assert_eq!(report.rows_read, 3);
+    let m = t.latest().await.unwrap();
+    assert_eq!((m.rows("agencies"), m.rows("commissions")), (3, 0));
+}
+
+#[tokio::test]
+async fn a_header_that_is_not_utf8_is_unreadable() {
+    let t = TestLake::new();
+    // A Latin-1 export: every contract column is there, plus `libellé` (é = 0xe9).
+    let mut body = format!("{HEADER},libell").into_bytes();
+    body.extend_from_slice(b"\xe9\n");
+    for row in [JANUARY[0], JANUARY[1]] {
+        body.extend_from_slice(format!("{row},x\n").as_bytes());
+    }
+    crate::helpers::write(&t.landing_path().join("commissions/latin1.csv"), &body);
+    t.land("agencies/agencies.csv", AGENCIES);
+    let report = run(&t).await.unwrap();
+
+    assert_eq!(unreadable(&report), vec![("commissions/latin1.csv", "header is not valid UTF-8 (field 16)")]);
+    let c = &report.entities["commissions"];
+    assert_eq!((c.files, c.read, c.landed, c.rejected), (1, 0, 0, 0));
+    assert_eq!(rejected_files(&t, &report.run_id).await, Vec::<String>::new());
+    assert_eq!(t.latest().await.unwrap().rows("commissions"), 0);
+}
+
+#[tokio::test]
+async fn an_empty_csv_file_is_unreadable() {
+    let t = TestLake::new();
+    t.land("commissions/empty.csv", "");
+    t.land("agencies/agencies.csv", AGENCIES);
+    let report = run(&t).await.unwrap();
+
+    assert_eq!(unreadable(&report), vec![("commissions/empty.csv", "header missing: the file is empty")]);
+    let c = &report.entities["commissions"];
+    assert_eq!((c.files, c.read, c.landed, c.rejected), (1, 0, 0, 0));
+    assert_eq!(report.entities["agencies"].landed, 3);
+    assert_eq!(report.snapshot, Some(1));
+}
+
+#[tokio::test]
+async fn json_lines_have_no_header_and_bad_content_is_never_silent() {
+    let t = TestLake::new();
+    // Row by row: a row without a required key is rejected, the others land.
+    let (_, no_gross) = without("gross_commission", JANUARY[1]);
+    let keys: Vec<&str> = HEADER.split(',').filter(|h| *h != "gross_commission").collect();
+    let obj: serde_json::Map<String, serde_json::Value> =
+        keys.iter().zip(no_gross.split(',')).map(|(k, v)| (k.to_string(), v.into())).collect();
+    let good = FEBRUARY.lines().next().unwrap();
+    t.land("commissions/a.jsonl", &format!("{good}\n{}\n", serde_json::Value::Object(obj)));
+    // Not JSON on any line: every line is a malformed record.
+    t.land("commissions/b.jsonl", "PK\u{3}\u{4} zipped\nstill, not json\n");
+    // Not UTF-8: the file is unreadable.
+    crate::helpers::write(&t.landing_path().join("commissions/c.jsonl"), b"\x1f\x8b\x08\x00\xcb\x48\n");
+    let report = run(&t).await.unwrap();
+
+    assert_eq!(
+        unreadable(&report),
+        vec![("commissions/c.jsonl", "not a readable file: stream did not contain valid UTF-8")]
+    );
+    let c = &report.entities["commissions"];
+    assert_eq!((c.files, c.read, c.landed, c.rejected), (3, 4, 1, 3));
+    let reasons: Vec<(&str, u64)> = c.rejected_by_reason.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    assert_eq!(reasons, vec![("malformed_record", 2), ("missing_value", 1)]);
+    assert_eq!(
+        rejected_files(&t, &report.run_id).await,
+        vec!["commissions/a.jsonl", "commissions/b.jsonl", "commissions/b.jsonl"]
+    );
+}
