@@ -1,13 +1,17 @@
-//! The lake: Parquet tables in an object store, published by snapshots.
+//! The lake: Delta Lake tables in an object store, published together as
+//! versions of the lake.
 //!
 //! Layout under the lake root (see `docs/decisions.md`):
 //! ```text
-//! <entity>/tenant_id=<t>/<run_id>-<file>-<part>.parquet   table data
-//! _snapshots/<version:020>.json                          published versions
+//! <table>/tenant_id=<t>/<run_id>-<file>-<part>.parquet   table data
+//! <table>/_delta_log/<n:020>.json (+ checkpoints)         the table's Delta log
+//! _lake/<version:020>.json                               lake versions: each table's Delta version
 //! _rejects/<run_id>/<file>.parquet                       rejected records of a run
 //! _runs/<run_id>.json                                    run reports
 //! ```
 
+pub mod delta;
+pub mod maintenance;
 pub mod parquet_io;
 pub mod snapshot;
 pub mod store;

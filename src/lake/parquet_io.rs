@@ -110,3 +110,17 @@ pub async fn read(
     }
     builder.build()?.collect::<Result<Vec<_>, _>>().map_err(ParquetError::from)
 }
+
+/// The Arrow schema of a Parquet file in the store. Used once per table, when
+/// its first file is committed; the file is fetched whole (lake files are
+/// bounded by the part size).
+pub async fn read_schema(store: &Arc<dyn ObjectStore>, path: &Path) -> Result<SchemaRef, ParquetError> {
+    let bytes = store
+        .get(path)
+        .await
+        .map_err(|e| ParquetError::External(Box::new(e)))?
+        .bytes()
+        .await
+        .map_err(|e| ParquetError::External(Box::new(e)))?;
+    Ok(ParquetRecordBatchReaderBuilder::try_new(bytes)?.schema().clone())
+}

@@ -1,21 +1,45 @@
-//! Snapshots: the one atomic pointer per published version of the lake.
+//! Versions of the lake as a whole, over its Delta tables.
 //!
-//! Data files are written first under names no snapshot references yet;
-//! then `_snapshots/<version>.json` is written with a create-if-absent put.
-//! A reader takes the highest version, so it sees a whole snapshot or the
-//! previous one, and two writers can never both publish the same version.
+//! Every table is a Delta table (`<table>/_delta_log/…`). A version of the
+//! lake pins one Delta version of each table, so that readers never serve
+//! `commissions` of one publish with the rollups of another:
+//!
+//! ```text
+//! _lake/<version:020>.json    the lake commit: each table's Delta version, and
+//!                             for the tables this version changed, the exact
+//!                             bytes of their Delta commit entries
+//! _lake/_last.json            a hint: the newest version (readers list from it)
+//! ```
+//!
+//! Publishing is one create-if-absent put of the next lake commit: the
+//! single point where concurrent writers serialise (the loser re-bases on
+//! the new version and tries again, see [`commit`]). Only then are the
+//! tables' Delta commit entries written, each create-if-absent with the
+//! bytes the lake commit holds; whoever finds one missing (a writer crashed
+//! in between) writes it, so "rolled forward" is idempotent and a lake
+//! commit is never half-applied for long. Data files are written before the
+//! lake commit under names nothing references yet: a crash before it leaves
+//! the previous version as it was and only orphans, which `vacuum` removes.
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
 
 use futures::TryStreamExt;
 use object_store::{ObjectStoreExt, PutMode, PutOptions};
 use serde::{Deserialize, Serialize};
 
+use super::delta::{self, DeltaError, TableCommit};
 use super::store::Location;
 
-pub const SNAPSHOTS_DIR: &str = "_snapshots";
+pub const LAKE_DIR: &str = "_lake";
+const LAST: &str = "_lake/_last.json";
+/// The manifests of the lake format before Delta (refused with advice).
+const OLD_SNAPSHOTS_DIR: &str = "_snapshots";
+/// Attempts of [`commit`] before it gives up on a lake that keeps changing.
+const MAX_ATTEMPTS: usize = 20;
 
-/// One Parquet file of a table, as the snapshot references it.
+/// One Parquet file of a table, as a version references it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DataFile {
     /// Relative to the lake root.
@@ -25,20 +49,33 @@ pub struct DataFile {
     pub bytes: u64,
 }
 
-/// A published version of the lake: every live file of every table.
+/// Table name → its live files.
+pub type Tables = BTreeMap<String, Vec<DataFile>>;
+
+/// A published version of the lake, as readers see it: every live file of
+/// every table, and the Delta version of each table it pins.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
     pub version: u64,
     pub parent: Option<u64>,
     pub run_id: String,
     pub created_at: String,
-    /// Table name → its files.
-    pub tables: BTreeMap<String, Vec<DataFile>>,
+    pub tables: Tables,
+    /// Table → its Delta version in this lake version.
+    #[serde(default)]
+    pub delta_versions: BTreeMap<String, u64>,
 }
 
 impl Manifest {
     pub fn empty() -> Self {
-        Manifest { version: 0, parent: None, run_id: String::new(), created_at: String::new(), tables: BTreeMap::new() }
+        Manifest {
+            version: 0,
+            parent: None,
+            run_id: String::new(),
+            created_at: String::new(),
+            tables: BTreeMap::new(),
+            delta_versions: BTreeMap::new(),
+        }
     }
 
     pub fn files(&self, table: &str) -> &[DataFile] {
@@ -63,34 +100,151 @@ impl Manifest {
     }
 }
 
+/// `_lake/<version>.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LakeCommit {
+    pub version: u64,
+    pub parent: Option<u64>,
+    pub run_id: String,
+    /// `ingest`, `score`, `optimize`, `migrate`, …
+    pub operation: String,
+    pub created_at: String,
+    pub tables: BTreeMap<String, TableState>,
+}
+
+/// One table in a lake commit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableState {
+    pub delta_version: u64,
+    pub files: u64,
+    pub rows: u64,
+    /// The Delta commit entry this lake version adds (only where it changed
+    /// the table): written to `_delta_log/<delta_version>.json` verbatim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entry: Option<String>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
     #[error("version {0} was published by another writer first")]
     Conflict(u64),
-    #[error("snapshot {0} is unreadable: {1}")]
+    #[error("lake version {0} is unreadable: {1}")]
     Corrupt(String, String),
+    #[error(
+        "this lake is in cip's old manifest format (_snapshots/), which other tools cannot read: \
+         run `cip lake migrate --lake <lake>` to turn it into Delta tables in place, or delete it and ingest again"
+    )]
+    OldFormat,
+    #[error("no lake version {0}")]
+    NoSuchVersion(u64),
+    #[error(transparent)]
+    Delta(#[from] DeltaError),
+    #[error("reading table {table} at Delta version {version}: {source}")]
+    Table { table: String, version: u64, source: Box<dyn std::error::Error + Send + Sync> },
+    #[error("the lake kept changing: gave up after {0} attempts")]
+    Contended(usize),
     #[error(transparent)]
     Store(#[from] object_store::Error),
 }
 
-fn snapshot_name(version: u64) -> String {
-    format!("{SNAPSHOTS_DIR}/{version:020}.json")
+fn commit_name(version: u64) -> String {
+    format!("{LAKE_DIR}/{version:020}.json")
 }
 
-/// The highest published version, if any.
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// The highest published version, if any: from the hint, then listing only
+/// the names after it (so opening stays fast after thousands of commits).
 pub async fn latest_version(lake: &Location) -> Result<Option<u64>, SnapshotError> {
-    let dir = lake.child(SNAPSHOTS_DIR);
-    let metas: Vec<_> = lake.store.list(Some(&dir)).try_collect().await?;
-    Ok(metas.iter().filter_map(|m| m.location.filename()?.strip_suffix(".json")?.parse::<u64>().ok()).max())
+    let hint = match lake.store.get(&lake.child(LAST)).await {
+        Ok(r) => {
+            serde_json::from_slice::<serde_json::Value>(&r.bytes().await?).ok().and_then(|v| v["version"].as_u64())
+        }
+        Err(object_store::Error::NotFound { .. }) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let dir = lake.child(LAKE_DIR);
+    let metas: Vec<_> = match hint {
+        Some(h) => lake.store.list_with_offset(Some(&dir), &lake.child(&commit_name(h))).try_collect().await?,
+        None => lake.store.list(Some(&dir)).try_collect().await?,
+    };
+    let listed = metas.iter().filter_map(|m| m.location.filename()?.strip_suffix(".json")?.parse::<u64>().ok()).max();
+    let latest = listed.max(hint);
+    if latest.is_none() && is_old_format(lake).await? {
+        return Err(SnapshotError::OldFormat);
+    }
+    Ok(latest)
 }
 
-pub async fn read(lake: &Location, version: u64) -> Result<Manifest, SnapshotError> {
-    let name = snapshot_name(version);
-    let bytes = lake.store.get(&lake.child(&name)).await?.bytes().await?;
+async fn is_old_format(lake: &Location) -> Result<bool, SnapshotError> {
+    let old: Vec<_> = lake.store.list(Some(&lake.child(OLD_SNAPSHOTS_DIR))).try_collect().await?;
+    Ok(!old.is_empty())
+}
+
+pub async fn read_commit(lake: &Location, version: u64) -> Result<LakeCommit, SnapshotError> {
+    let name = commit_name(version);
+    let bytes = match lake.store.get(&lake.child(&name)).await {
+        Ok(r) => r.bytes().await?,
+        Err(object_store::Error::NotFound { .. }) => return Err(SnapshotError::NoSuchVersion(version)),
+        Err(e) => return Err(e.into()),
+    };
     serde_json::from_slice(&bytes).map_err(|e| SnapshotError::Corrupt(name, e.to_string()))
 }
 
-/// The latest published manifest, or `None` for a lake never published to.
+/// Write the Delta commit entries a lake commit holds that are not there yet.
+async fn roll_forward(lake: &Location, commit: &LakeCommit) -> Result<(), SnapshotError> {
+    for (table, state) in &commit.tables {
+        let Some(entry) = &state.entry else { continue };
+        let path = lake.child(&delta::commit_path(table, state.delta_version));
+        let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
+        match lake.store.put_opts(&path, entry.clone().into_bytes().into(), opts).await {
+            Ok(_) => {}
+            // Rolled forward by another process: it must be these very bytes,
+            // or something other than a lake commit wrote this table's log.
+            Err(object_store::Error::AlreadyExists { .. }) => {
+                let there = lake.store.get(&path).await?.bytes().await?;
+                if there.as_ref() != entry.as_bytes() {
+                    return Err(SnapshotError::Corrupt(
+                        delta::commit_path(table, state.delta_version),
+                        format!(
+                            "differs from lake version {}: the table's log was written outside cip",
+                            commit.version
+                        ),
+                    ));
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// The lake at `version`: each table's live files at its pinned Delta version.
+pub async fn read(lake: &Location, version: u64) -> Result<Manifest, SnapshotError> {
+    let commit = read_commit(lake, version).await?;
+    roll_forward(lake, &commit).await?;
+    let mut tables = Tables::new();
+    let mut delta_versions = BTreeMap::new();
+    for (table, state) in &commit.tables {
+        let files = delta::live_files(lake, table, state.delta_version)
+            .await
+            .map_err(|source| SnapshotError::Table { table: table.clone(), version: state.delta_version, source })?;
+        tables.insert(table.clone(), files);
+        delta_versions.insert(table.clone(), state.delta_version);
+    }
+    Ok(Manifest {
+        version,
+        parent: commit.parent,
+        run_id: commit.run_id,
+        created_at: commit.created_at,
+        tables,
+        delta_versions,
+    })
+}
+
+/// The latest published version, or `None` for a lake never published to.
 pub async fn latest(lake: &Location) -> Result<Option<Manifest>, SnapshotError> {
     match latest_version(lake).await? {
         Some(v) => Ok(Some(read(lake, v).await?)),
@@ -98,48 +252,125 @@ pub async fn latest(lake: &Location) -> Result<Option<Manifest>, SnapshotError> 
     }
 }
 
-/// Publish `manifest` as its version. Fails with [`SnapshotError::Conflict`]
-/// if that version exists already (another writer won the race).
-pub async fn publish(lake: &Location, manifest: &Manifest) -> Result<(), SnapshotError> {
-    let body = serde_json::to_vec_pretty(manifest).expect("manifest serialises");
-    let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
-    match lake.store.put_opts(&lake.child(&snapshot_name(manifest.version)), body.into(), opts).await {
-        Ok(_) => Ok(()),
-        Err(object_store::Error::AlreadyExists { .. }) => Err(SnapshotError::Conflict(manifest.version)),
-        Err(e) => Err(e.into()),
-    }
+/// What a writer publishes, for the lake log.
+#[derive(Debug, Clone, Copy)]
+pub struct Operation<'a> {
+    /// `ingest`, `score`, `optimize`, `migrate`.
+    pub name: &'a str,
+    pub run_id: &'a str,
+    /// False when the commit changes no row (compaction).
+    pub data_change: bool,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn manifest(version: u64) -> Manifest {
-        let mut m = Manifest::empty();
-        m.version = version;
-        m.tables.insert(
-            "policies".into(),
-            vec![
-                DataFile { path: "policies/tenant_id=a/1.parquet".into(), tenant_id: "a".into(), rows: 3, bytes: 10 },
-                DataFile { path: "policies/tenant_id=b/1.parquet".into(), tenant_id: "b".into(), rows: 4, bytes: 10 },
-            ],
-        );
-        m
+/// Publish `tables` as the version after `base`. Tables whose file set
+/// differs from `base` get a Delta commit (their removes and adds); the rest
+/// keep their Delta version. [`SnapshotError::Conflict`] if another writer
+/// published that version first. Schemas of new tables are read from their
+/// first file.
+pub async fn publish(
+    lake: &Location,
+    base: &Manifest,
+    tables: &Tables,
+    op: Operation<'_>,
+) -> Result<u64, SnapshotError> {
+    let version = base.version + 1;
+    let ts = now_ms();
+    let mut states = BTreeMap::new();
+    let empty: Vec<DataFile> = Vec::new();
+    let names: std::collections::BTreeSet<&String> = tables.keys().chain(base.tables.keys()).collect();
+    for table in names {
+        let next = tables.get(table).unwrap_or(&empty);
+        let old = base.tables.get(table).unwrap_or(&empty);
+        let rows = next.iter().map(|f| f.rows).sum();
+        let pinned = base.delta_versions.get(table).copied();
+        let old_paths: std::collections::BTreeSet<&str> = old.iter().map(|f| f.path.as_str()).collect();
+        let new_paths: std::collections::BTreeSet<&str> = next.iter().map(|f| f.path.as_str()).collect();
+        if let Some(v) = pinned.filter(|_| old_paths == new_paths) {
+            states.insert(table.clone(), TableState { delta_version: v, files: next.len() as u64, rows, entry: None });
+            continue;
+        }
+        if pinned.is_none() && next.is_empty() {
+            continue; // a table is created with its first file
+        }
+        let schema = match pinned {
+            Some(_) => None,
+            None => Some(
+                super::parquet_io::read_schema(&lake.store, &lake.child(&next[0].path))
+                    .await
+                    .map_err(|e| SnapshotError::Table { table: table.clone(), version: 0, source: Box::new(e) })?,
+            ),
+        };
+        let commit = TableCommit {
+            table,
+            create: schema.as_deref(),
+            removed: old.iter().filter(|f| !new_paths.contains(f.path.as_str())).collect(),
+            added: next.iter().filter(|f| !old_paths.contains(f.path.as_str())).collect(),
+            operation: if op.data_change { "WRITE" } else { "OPTIMIZE" },
+            data_change: op.data_change,
+            timestamp_ms: ts,
+            run_id: op.run_id,
+        };
+        let entry = delta::commit_entry(&commit)?;
+        let delta_version = pinned.map_or(0, |v| v + 1);
+        states.insert(table.clone(), TableState { delta_version, files: next.len() as u64, rows, entry: Some(entry) });
     }
-
-    #[tokio::test]
-    async fn latest_is_the_highest_version_and_versions_are_write_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let lake = super::super::store::open(dir.path().to_str().unwrap()).unwrap();
-        assert_eq!(latest(&lake).await.unwrap(), None);
-        publish(&lake, &manifest(1)).await.unwrap();
-        publish(&lake, &manifest(2)).await.unwrap();
-        assert!(matches!(publish(&lake, &manifest(2)).await, Err(SnapshotError::Conflict(2))));
-        let m = latest(&lake).await.unwrap().unwrap();
-        assert_eq!(m.version, 2);
-        assert_eq!(m.rows("policies"), 7);
-        assert_eq!(m.tenant_files("policies", "b").map(|f| f.rows).sum::<u64>(), 4);
-        assert_eq!(m.tenants(), vec!["a".to_string(), "b".to_string()]);
-        assert!(dir.path().join("_snapshots/00000000000000000002.json").is_file());
+    let commit = LakeCommit {
+        version,
+        parent: (base.version > 0).then_some(base.version),
+        run_id: op.run_id.to_string(),
+        operation: op.name.to_string(),
+        created_at: chrono::DateTime::from_timestamp_millis(ts).unwrap_or_default().to_rfc3339(),
+        tables: states,
+    };
+    let body = serde_json::to_vec(&commit).expect("lake commit serialises");
+    let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
+    match lake.store.put_opts(&lake.child(&commit_name(version)), body.into(), opts).await {
+        Ok(_) => {}
+        // Ours after all when a retried put found its own first attempt.
+        Err(object_store::Error::AlreadyExists { .. }) => match read_commit(lake, version).await {
+            Ok(there) if there == commit => {}
+            _ => return Err(SnapshotError::Conflict(version)),
+        },
+        Err(e) => return Err(e.into()),
     }
+    roll_forward(lake, &commit).await?;
+    // The hint only speeds up finding the newest version: a lost write is harmless.
+    let hint = serde_json::json!({ "version": version }).to_string();
+    if let Err(e) = lake.store.put(&lake.child(LAST), hint.into_bytes().into()).await {
+        tracing::warn!(error = %e, "could not update the lake's latest-version hint");
+    }
+    delta::after_commit(lake, &commit).await;
+    Ok(version)
+}
+
+/// What a writer's step makes of a base version: the tables of the next
+/// version (`None`: nothing to publish) and what it reports.
+pub type Step<T> = (Option<Tables>, T);
+
+/// The one commit path of every writer: take the latest version, let `step`
+/// compute the next tables from it, publish; when another writer published
+/// first, run `step` again on the newer version (its earlier files become
+/// orphans for vacuum). Returns the version published (or the latest, when
+/// `step` had nothing to change), the step's report, and the attempts used.
+pub async fn commit<T, E, F, Fut>(lake: &Location, op: Operation<'_>, mut step: F) -> Result<(Option<u64>, T), E>
+where
+    F: FnMut(Arc<Manifest>) -> Fut,
+    Fut: Future<Output = Result<Step<T>, E>>,
+    E: From<SnapshotError>,
+{
+    for attempt in 1..=MAX_ATTEMPTS {
+        let base = Arc::new(latest(lake).await?.unwrap_or_else(Manifest::empty));
+        let (tables, report) = step(base.clone()).await?;
+        let Some(tables) = tables else {
+            return Ok(((base.version > 0).then_some(base.version), report));
+        };
+        match publish(lake, &base, &tables, op).await {
+            Ok(v) => return Ok((Some(v), report)),
+            Err(SnapshotError::Conflict(v)) => {
+                tracing::info!(version = v, attempt, "lake version taken by another writer; re-basing");
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(SnapshotError::Contended(MAX_ATTEMPTS).into())
 }

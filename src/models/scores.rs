@@ -26,7 +26,7 @@ use super::forecast::{AccuracyRow, ForecastRow};
 use super::frames;
 use super::renewal::{Driver, Score};
 use crate::contract::values::{date_to_days, days_to_date};
-use crate::lake::{self, DataFile, Location, Manifest, parquet_io, snapshot};
+use crate::lake::{self, DataFile, Location, parquet_io, snapshot};
 
 pub const RENEWAL_SCORES: &str = "renewal_scores";
 pub const FORECASTS: &str = "forecasts";
@@ -329,24 +329,17 @@ pub async fn publish(
             files.push(DataFile { path: rel, tenant_id: tenant.clone(), rows: batch.num_rows() as u64, bytes: size });
         }
     }
-    for _ in 0..10 {
-        let base = snapshot::latest(lake).await?.unwrap_or_else(Manifest::empty);
-        let mut tables = base.tables.clone();
-        for (table, files) in &written {
-            tables.insert(table.to_string(), files.clone());
+    let op = snapshot::Operation { name: "score", run_id, data_change: true };
+    let (version, ()) = snapshot::commit(lake, op, |base| {
+        let written = &written;
+        async move {
+            let mut tables = base.tables.clone();
+            for (table, files) in written {
+                tables.insert(table.to_string(), files.clone());
+            }
+            Ok::<_, anyhow::Error>((Some(tables), ()))
         }
-        let manifest = Manifest {
-            version: base.version + 1,
-            parent: (base.version > 0).then_some(base.version),
-            run_id: run_id.to_string(),
-            created_at: chrono::Utc::now().to_rfc3339(),
-            tables,
-        };
-        match snapshot::publish(lake, &manifest).await {
-            Ok(()) => return Ok(manifest.version),
-            Err(snapshot::SnapshotError::Conflict(v)) => tracing::info!(version = v, "snapshot taken; retrying"),
-            Err(e) => return Err(e.into()),
-        }
-    }
-    anyhow::bail!("could not publish the model outputs: the lake kept changing")
+    })
+    .await?;
+    version.context("a version was published")
 }

@@ -23,7 +23,7 @@ use serde::Serialize;
 
 use crate::contract::row::stored_key_hashes;
 use crate::contract::{Entity, ROW_HASH_COLUMN};
-use crate::lake::snapshot::{self, SnapshotError};
+use crate::lake::snapshot::{self, SnapshotError, Tables};
 use crate::lake::{self, DataFile, Location, Manifest, RUNS_DIR, parquet_io};
 
 use super::resolve::{self, StoredRows, UpsertCounts};
@@ -125,8 +125,9 @@ pub async fn ingest(landing: &Location, lake: &Location, opts: &IngestOptions) -
     if files.is_empty() {
         return Err(IngestError::NoFiles(landing.prefix.to_string()));
     }
-    let previous = snapshot::latest(lake).await?;
-    tracing::info!(%run_id, files = files.len(), previous = ?previous.as_ref().map(|m| m.version), "ingest started");
+    // Also refuses a lake of the old format before any work.
+    let previous = snapshot::latest_version(lake).await?;
+    tracing::info!(%run_id, files = files.len(), ?previous, "ingest started");
 
     let progress = progress_bar(opts.progress, files.iter().map(|f| f.size).sum());
     let ctx = Arc::new(RunCtx {
@@ -183,17 +184,94 @@ pub async fn ingest(landing: &Location, lake: &Location, opts: &IngestOptions) -
         }
     }
 
-    // Resolve upserts and build the next manifest.
-    let base = previous.clone().unwrap_or_else(Manifest::empty);
+    // Resolve upserts against the latest version and publish, on the one
+    // commit path: if another writer publishes first, the resolution runs
+    // again on top of its version (the staged parts are kept until then).
+    let fail_before_publish = opts.fail == Some(FailPoint::BeforePublish);
+    let op = snapshot::Operation { name: "ingest", run_id: &run_id, data_change: true };
+    let mut attempt = 0u32;
+    let (version, resolution) = snapshot::commit(lake, op, |base| {
+        attempt += 1;
+        let (partitions, run_id) = (&partitions, &run_id);
+        async move {
+            let r = resolve_all(lake, &base, partitions, run_id, attempt).await?;
+            if r.tables.is_some() && fail_before_publish {
+                return Err(IngestError::Injected("before publish"));
+            }
+            Ok((r.tables.clone(), (r, base.version)))
+        }
+    })
+    .await?;
+    let (resolution, base_version) = resolution;
+    for (entity, counts) in resolution.upserts {
+        add_counts(&mut entities.get_mut(entity.name()).expect("entity counted").upserts, counts);
+    }
+    // Staged parts that were rewritten or superseded are referenced by no
+    // version: remove them now (a crash here only leaves orphans for vacuum).
+    for part in partitions.values().flatten() {
+        if !resolution.kept_parts.contains(&lake.relative(&part.path)) {
+            let _ = lake.store.delete(&part.path).await;
+        }
+    }
+    let changed = resolution.tables.is_some();
+    if changed {
+        tracing::info!(version = ?version, "lake version published");
+    }
+
+    let duration = started.elapsed();
+    let rows_read: u64 = entities.values().map(|c| c.read).sum();
+    let report = IngestReport {
+        run_id: run_id.clone(),
+        snapshot: version,
+        published: changed,
+        previous_snapshot: (base_version > 0).then_some(base_version),
+        rows_rejected: entities.values().map(|c| c.rejected).sum(),
+        entities,
+        unreadable_files: unreadable,
+        rows_read,
+        duration_ms: duration.as_millis() as u64,
+        rows_per_sec: rows_per_sec(rows_read, duration),
+    };
+    // The run report is a log for people; the snapshot is already published.
+    let body = serde_json::to_vec_pretty(&report).expect("report serialises");
+    if let Err(e) = lake.store.put(&lake.child(&format!("{RUNS_DIR}/{run_id}.json")), body.into()).await {
+        tracing::warn!(error = %e, "could not write the run report");
+    }
+    Ok(report)
+}
+
+/// What resolving the staged partitions against one base version gives.
+struct Resolution {
+    /// The next version's tables; `None` when no row changed.
+    tables: Option<Tables>,
+    upserts: BTreeMap<Entity, UpsertCounts>,
+    /// Staged parts referenced as they are by `tables`.
+    kept_parts: BTreeSet<String>,
+}
+
+/// Upsert every staged partition into `base` (later file wins; a changed
+/// row replaces its stored row by rewriting only the files that held it)
+/// and rebuild the rollups of tenants whose facts changed. Files written
+/// here carry the attempt in their names, so a re-run after a conflict never
+/// overwrites what an earlier attempt wrote.
+async fn resolve_all(
+    lake: &Location,
+    base: &Manifest,
+    partitions: &BTreeMap<(Entity, String), Vec<StagedPart>>,
+    run_id: &str,
+    attempt: u32,
+) -> Result<Resolution, IngestError> {
     let mut tables = base.tables.clone();
     let mut changed = false;
     let mut facts_changed: BTreeSet<String> = BTreeSet::new();
-    for ((entity, tenant), parts) in &partitions {
+    let mut upserts: BTreeMap<Entity, UpsertCounts> = BTreeMap::new();
+    let mut kept_parts = BTreeSet::new();
+    for ((entity, tenant), parts) in partitions {
         let old: Vec<DataFile> = base.tenant_files(entity.name(), tenant).cloned().collect();
         let stored = read_stored_keys(lake, *entity, &old).await?;
         let keys: Vec<&[(u128, u64)]> = parts.iter().map(|p| p.keys.as_slice()).collect();
         let res = resolve::resolve(&keys, &stored);
-        add_counts(&mut entities.get_mut(entity.name()).expect("entity counted").upserts, res.counts);
+        add_counts(upserts.entry(*entity).or_default(), res.counts);
 
         let mut live: Vec<DataFile> = Vec::new();
         for (j, (file, mask)) in old.into_iter().zip(&res.stored).enumerate() {
@@ -201,7 +279,7 @@ pub async fn ingest(landing: &Location, lake: &Location, opts: &IngestOptions) -
                 None => live.push(file),
                 Some(mask) => {
                     changed = true;
-                    let name = format!("{run_id}-u{j:03}");
+                    let name = format!("{run_id}-a{attempt}-u{j:03}");
                     let rel = lake::data_file_path(entity.name(), tenant, &name);
                     if let Some(f) =
                         rewrite_filtered(lake, *entity, &lake.child(&file.path), mask, &rel, tenant).await?
@@ -215,19 +293,17 @@ pub async fn ingest(landing: &Location, lake: &Location, opts: &IngestOptions) -
             let rel = lake.relative(&part.path);
             if mask.iter().all(|k| *k) {
                 changed = true;
+                kept_parts.insert(rel.clone());
                 live.push(DataFile { path: rel, tenant_id: tenant.clone(), rows: part.rows, bytes: part.bytes });
                 continue;
             }
             if mask.iter().any(|k| *k) {
                 changed = true;
-                let filtered = rel.replace(".parquet", "-k.parquet");
+                let filtered = rel.replace(".parquet", &format!("-a{attempt}-k.parquet"));
                 if let Some(f) = rewrite_filtered(lake, *entity, &part.path, mask, &filtered, tenant).await? {
                     live.push(f);
                 }
             }
-            // The unfiltered part is referenced by nothing: remove it now
-            // (a crash here only leaves an orphan for the vacuum).
-            let _ = lake.store.delete(&part.path).await;
         }
         let files = tables.entry(entity.name().to_string()).or_default();
         let before: Vec<String> = files.iter().filter(|f| &f.tenant_id == tenant).map(|f| f.path.clone()).collect();
@@ -243,50 +319,12 @@ pub async fn ingest(landing: &Location, lake: &Location, opts: &IngestOptions) -
     if !stale.is_empty() {
         changed = true;
         let started = Instant::now();
-        rollups::rebuild(lake, &mut tables, &stale, &run_id)
+        rollups::rebuild(lake, &mut tables, &stale, &format!("{run_id}-a{attempt}"))
             .await
             .map_err(|e| IngestError::Write(format!("building rollups: {e:#}")))?;
         tracing::info!(tenants = stale.len(), ms = started.elapsed().as_millis() as u64, "rollups built");
     }
-
-    let previous_version = previous.as_ref().map(|m| m.version);
-    let mut version = previous_version;
-    if changed {
-        if opts.fail == Some(FailPoint::BeforePublish) {
-            return Err(IngestError::Injected("before publish"));
-        }
-        let manifest = Manifest {
-            version: base.version + 1,
-            parent: previous_version,
-            run_id: run_id.clone(),
-            created_at: chrono::Utc::now().to_rfc3339(),
-            tables,
-        };
-        snapshot::publish(lake, &manifest).await?;
-        version = Some(manifest.version);
-        tracing::info!(version = manifest.version, "snapshot published");
-    }
-
-    let duration = started.elapsed();
-    let rows_read: u64 = entities.values().map(|c| c.read).sum();
-    let report = IngestReport {
-        run_id: run_id.clone(),
-        snapshot: version,
-        published: changed,
-        previous_snapshot: previous_version,
-        rows_rejected: entities.values().map(|c| c.rejected).sum(),
-        entities,
-        unreadable_files: unreadable,
-        rows_read,
-        duration_ms: duration.as_millis() as u64,
-        rows_per_sec: rows_per_sec(rows_read, duration),
-    };
-    // The run report is a log for people; the snapshot is already published.
-    let body = serde_json::to_vec_pretty(&report).expect("report serialises");
-    if let Err(e) = lake.store.put(&lake.child(&format!("{RUNS_DIR}/{run_id}.json")), body.into()).await {
-        tracing::warn!(error = %e, "could not write the run report");
-    }
-    Ok(report)
+    Ok(Resolution { tables: changed.then_some(tables), upserts, kept_parts })
 }
 
 fn rows_per_sec(rows: u64, d: Duration) -> f64 {

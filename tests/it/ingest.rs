@@ -270,7 +270,7 @@ async fn a_landing_without_entity_files_is_an_error() {
     assert!(matches!(err, IngestError::NoFiles(_)), "{err}");
     assert_eq!(t.latest().await, None);
     let lake = t.lake();
-    assert!(lake.store.head(&lake.child("_snapshots/00000000000000000001.json")).await.is_err());
+    assert!(lake.store.head(&lake.child("_lake/00000000000000000001.json")).await.is_err());
 }
 
 #[tokio::test]

@@ -7,6 +7,7 @@ mod graphiql;
 mod graphql;
 mod helpers;
 mod ingest;
+mod lake;
 mod metrics;
 mod models;
 mod reports;

@@ -1,0 +1,226 @@
+//! Keeping the lake in shape: compaction, vacuum, checkpoints, history,
+//! time travel and the migration from the old manifest format. Every change
+//! goes through the one commit path (`snapshot::commit`).
+
+use std::collections::BTreeMap;
+
+use futures::TryStreamExt;
+use object_store::ObjectStoreExt;
+use serde::Serialize;
+
+use super::snapshot::{self, DataFile, LAKE_DIR, LakeCommit, Manifest, Operation, SnapshotError, Tables};
+use super::store::Location;
+use super::{delta, parquet_io};
+
+#[derive(Debug, thiserror::Error)]
+pub enum MaintenanceError {
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+    #[error("table {table}: {source}")]
+    Table { table: String, source: delta::TableError },
+    #[error("compacting {path}: {source}")]
+    Parquet { path: String, source: parquet::errors::ParquetError },
+    #[error(transparent)]
+    Store(#[from] object_store::Error),
+    #[error("the lake has no version yet")]
+    Empty,
+}
+
+/// One partition compacted by `optimize`.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Compacted {
+    pub table: String,
+    pub tenant_id: String,
+    pub files_before: usize,
+    pub rows: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OptimizeReport {
+    /// The version published, or `None` when there was nothing to compact.
+    pub version: Option<u64>,
+    pub compacted: Vec<Compacted>,
+    pub files_before: usize,
+    pub files_after: usize,
+}
+
+/// Compact every (table, tenant) partition with more than one file into one
+/// file, optionally only of `table` and/or `tenant`. The rows stay the same
+/// (the Delta commit says `dataChange: false`), so no answer changes.
+pub async fn optimize(
+    lake: &Location,
+    table: Option<&str>,
+    tenant: Option<&str>,
+    run_id: &str,
+) -> Result<OptimizeReport, MaintenanceError> {
+    let op = Operation { name: "optimize", run_id, data_change: false };
+    let mut attempt = 0u32;
+    let (version, (compacted, before, after)) = snapshot::commit(lake, op, |base| {
+        attempt += 1;
+        async move {
+            let mut tables = base.tables.clone();
+            let mut compacted = Vec::new();
+            for (name, files) in &base.tables {
+                if table.is_some_and(|t| t != name) {
+                    continue;
+                }
+                let mut by_tenant: BTreeMap<&str, Vec<&DataFile>> = BTreeMap::new();
+                for f in files {
+                    by_tenant.entry(f.tenant_id.as_str()).or_default().push(f);
+                }
+                let mut next: Vec<DataFile> = Vec::new();
+                for (t, group) in by_tenant {
+                    if group.len() < 2 || tenant.is_some_and(|x| x != t) {
+                        next.extend(group.into_iter().cloned());
+                        continue;
+                    }
+                    let merged = compact(lake, name, t, &group, &format!("{run_id}-a{attempt}-opt")).await?;
+                    compacted.push(Compacted {
+                        table: name.clone(),
+                        tenant_id: t.to_string(),
+                        files_before: group.len(),
+                        rows: merged.rows,
+                    });
+                    next.push(merged);
+                }
+                tables.insert(name.clone(), next);
+            }
+            let count = |t: &Tables| t.values().map(Vec::len).sum::<usize>();
+            let report = (compacted, count(&base.tables), count(&tables));
+            let changed = !report.0.is_empty();
+            Ok::<_, MaintenanceError>((changed.then_some(tables), report))
+        }
+    })
+    .await?;
+    let version = (!compacted.is_empty()).then_some(version).flatten();
+    Ok(OptimizeReport { version, compacted, files_before: before, files_after: after })
+}
+
+/// The rows of `files` (one partition) written as one file.
+async fn compact(
+    lake: &Location,
+    table: &str,
+    tenant: &str,
+    files: &[&DataFile],
+    name: &str,
+) -> Result<DataFile, MaintenanceError> {
+    let mut batches = Vec::new();
+    for f in files {
+        let read = parquet_io::read(&lake.store, &lake.child(&f.path), None)
+            .await
+            .map_err(|source| MaintenanceError::Parquet { path: f.path.clone(), source })?;
+        batches.extend(read);
+    }
+    let rel = super::data_file_path(table, tenant, name);
+    let schema = batches.first().map(|b| b.schema()).ok_or_else(|| MaintenanceError::Parquet {
+        path: rel.clone(),
+        source: parquet::errors::ParquetError::General("no rows to compact".into()),
+    })?;
+    let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
+    let bytes = parquet_io::encode(schema, &batches)
+        .map_err(|source| MaintenanceError::Parquet { path: rel.clone(), source })?;
+    let size = bytes.len() as u64;
+    lake.store.put(&lake.child(&rel), bytes.into()).await?;
+    Ok(DataFile { path: rel, tenant_id: tenant.to_string(), rows, bytes: size })
+}
+
+/// Delete the files that no version within `retain_hours` references: those
+/// removed from their table longer ago, and those a crashed writer left
+/// that are older. Returns the deleted paths (relative to the lake).
+pub async fn vacuum(lake: &Location, retain_hours: u64, dry_run: bool) -> Result<Vec<String>, MaintenanceError> {
+    let latest = snapshot::latest(lake).await?.ok_or(MaintenanceError::Empty)?;
+    let mut deleted = Vec::new();
+    for table in latest.delta_versions.keys() {
+        let candidates = delta::vacuum_candidates(lake, table, retain_hours)
+            .await
+            .map_err(|source| MaintenanceError::Table { table: table.clone(), source })?;
+        for path in candidates {
+            // Never a file the latest version serves (deltalake's rule too).
+            if latest.files(table).iter().any(|f| f.path == path) {
+                continue;
+            }
+            if !dry_run {
+                match lake.store.delete(&lake.child(&path)).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            deleted.push(path);
+        }
+    }
+    Ok(deleted)
+}
+
+/// Checkpoint every table at its latest version; returns (table, version).
+pub async fn checkpoint(lake: &Location) -> Result<Vec<(String, u64)>, MaintenanceError> {
+    let latest = snapshot::latest(lake).await?.ok_or(MaintenanceError::Empty)?;
+    let mut done = Vec::new();
+    for (table, v) in &latest.delta_versions {
+        let at = delta::checkpoint(lake, table, Some(*v))
+            .await
+            .map_err(|source| MaintenanceError::Table { table: table.clone(), source })?;
+        done.push((table.clone(), at));
+    }
+    Ok(done)
+}
+
+/// Every lake version, oldest first (without the Delta entries they hold).
+pub async fn history(lake: &Location) -> Result<Vec<LakeCommit>, MaintenanceError> {
+    let metas: Vec<_> = lake.store.list(Some(&lake.child(LAKE_DIR))).try_collect().await?;
+    let mut versions: Vec<u64> =
+        metas.iter().filter_map(|m| m.location.filename()?.strip_suffix(".json")?.parse().ok()).collect();
+    versions.sort_unstable();
+    let mut out = Vec::with_capacity(versions.len());
+    for v in versions {
+        let mut c = snapshot::read_commit(lake, v).await?;
+        for t in c.tables.values_mut() {
+            t.entry = None;
+        }
+        out.push(c);
+    }
+    Ok(out)
+}
+
+/// The newest version published at or before `at` (RFC 3339), for audits.
+pub async fn version_at(lake: &Location, at: chrono::DateTime<chrono::Utc>) -> Result<Option<u64>, MaintenanceError> {
+    let Some(latest) = snapshot::latest_version(lake).await? else { return Ok(None) };
+    // Versions are published in time order: binary search over them.
+    let created = |c: &LakeCommit| chrono::DateTime::parse_from_rfc3339(&c.created_at).map(|d| d.to_utc()).ok();
+    let (mut lo, mut hi, mut found) = (1u64, latest, None);
+    while lo <= hi {
+        let mid = lo + (hi - lo) / 2;
+        let c = snapshot::read_commit(lake, mid).await?;
+        if created(&c).is_some_and(|t| t <= at) {
+            found = Some(mid);
+            lo = mid + 1;
+        } else {
+            if mid == 0 {
+                break;
+            }
+            hi = mid - 1;
+        }
+    }
+    Ok(found)
+}
+
+/// Turn a lake of the old manifest format (`_snapshots/`) into Delta tables
+/// in place: its newest manifest becomes lake version 1; data files stay
+/// where they are. Returns `None` when the lake is already Delta.
+pub async fn migrate(lake: &Location, run_id: &str) -> Result<Option<u64>, MaintenanceError> {
+    match snapshot::latest_version(lake).await {
+        Ok(_) => return Ok(None),
+        Err(SnapshotError::OldFormat) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let metas: Vec<_> = lake.store.list(Some(&lake.child("_snapshots"))).try_collect().await?;
+    let newest = metas
+        .iter()
+        .filter_map(|m| Some((m.location.filename()?.strip_suffix(".json")?.parse::<u64>().ok()?, m.location.clone())))
+        .max_by_key(|(v, _)| *v)
+        .ok_or(MaintenanceError::Empty)?;
+    let bytes = lake.store.get(&newest.1).await?.bytes().await?;
+    let old: Manifest =
+        serde_json::from_slice(&bytes).map_err(|e| SnapshotError::Corrupt(newest.1.to_string(), e.to_string()))?;
+    let op = Operation { name: "migrate", run_id, data_change: true };
+    Ok(Some(snapshot::publish(lake, &Manifest::empty(), &old.tables, op).await?))
+}
