@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Every check the project has: formatting, lints, unit and integration tests.
+# Every check the project has: formatting, lints, unit and integration tests
+# on the local filesystem, then the lake's integration tests again against a
+# real S3-compatible server on loopback (scripts/s3-server.sh).
 # This is the README's test command; .ci/run runs exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -7,3 +9,7 @@ source scripts/env.sh
 cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --all-targets --locked
+# The same binary again, every lake it opens on S3 (one prefix per test).
+source scripts/s3-server.sh
+CIP_TEST_LAKE=s3 cargo test --locked --test it -- \
+  lake:: ingest:: rollups:: serve:: graphql:: reports:: abuse:: cli::

@@ -122,6 +122,13 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Maintain the lake: compaction, vacuum, checkpoints, history, migration.
+    Lake {
+        #[command(subcommand)]
+        action: LakeAction,
+        #[command(flatten)]
+        lake: LakeArg,
+    },
     /// Ingest a landing folder (CSV / JSON Lines per entity) into the lake.
     Ingest {
         /// Landing folder: a path or object-store URL (file://, s3://, memory://).
@@ -136,6 +143,31 @@ pub enum Command {
         #[arg(long)]
         workers: Option<usize>,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum LakeAction {
+    /// Compact each (table, tenant) partition's files into one; no answer changes.
+    Optimize {
+        #[arg(long)]
+        table: Option<String>,
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Delete files that no version within the retention references.
+    Vacuum {
+        #[arg(long, default_value_t = 168)]
+        retain_hours: u64,
+        /// List what would be deleted, delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Every version of the lake: when, which operation, what it changed.
+    History,
+    /// Write a Delta checkpoint of every table at its current version.
+    Checkpoint,
+    /// Turn a lake of the old manifest format into Delta tables in place.
+    Migrate,
 }
 
 #[derive(Subcommand, Debug)]
@@ -210,11 +242,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 landing.display(),
                 started.elapsed().as_secs_f64()
             );
+            // A demo lake of the old manifest format becomes Delta tables in place.
+            let lake_loc = store::open(&lake.url)?;
+            if let Some(v) = crate::lake::maintenance::migrate(&lake_loc, &batch::new_run_id()).await? {
+                println!("{} was in cip's old lake format: migrated to Delta tables (version {v})", lake.url);
+            }
             let opts = IngestOptions { progress: std::io::stderr().is_terminal(), ..Default::default() };
             let report = ingest(path_str(&landing)?, &lake.url, &opts).await?;
             print!("{}", render_report(&report));
             println!("lake: {}   truth of the planted defects: {}", lake.url, truth.display());
-            let lake_loc = store::open(&lake.url)?;
             let trained = jobs::train(&lake_loc, &TrainOptions::default()).await?;
             print!("{}", render_train(&trained));
             let scored = jobs::score(&lake_loc, &ScoreOptions::default()).await?;
@@ -232,6 +268,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Serve { settings } => serve(settings, None).await,
         Command::Health { addr } => health(&addr).await,
+        Command::Lake { action, lake } => lake_command(action, &lake.url).await,
         Command::Schema => {
             print!("{}", crate::graphql::sdl());
             Ok(())
@@ -330,6 +367,64 @@ async fn serve(settings: ServeSettings, demo: Option<(String, String)>) -> anyho
     }
     println!("Ctrl-C stops the server.");
     app.run_until_stopped(crate::serve::shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn lake_command(action: LakeAction, url: &str) -> anyhow::Result<()> {
+    use crate::lake::maintenance;
+    let lake = store::open(url)?;
+    let run_id = batch::new_run_id();
+    match action {
+        LakeAction::Optimize { table, tenant } => {
+            let r = maintenance::optimize(&lake, table.as_deref(), tenant.as_deref(), &run_id).await?;
+            for c in &r.compacted {
+                println!("{:<22} {:<16} {:>4} files → 1 ({} rows)", c.table, c.tenant_id, c.files_before, c.rows);
+            }
+            match r.version {
+                Some(v) => println!("{} files → {}; version {v} published", r.files_before, r.files_after),
+                None => println!("nothing to compact ({} files)", r.files_before),
+            }
+        }
+        LakeAction::Vacuum { retain_hours, dry_run } => {
+            let deleted = maintenance::vacuum(&lake, retain_hours, dry_run).await?;
+            for p in &deleted {
+                println!("{p}");
+            }
+            let what = if dry_run { "would be deleted" } else { "deleted" };
+            println!("{} files {what} (retention {retain_hours} h)", deleted.len());
+        }
+        LakeAction::History => {
+            println!(
+                "{:>8}  {:<25} {:<9} {:<26} changed tables (files, rows)",
+                "version", "created", "operation", "run"
+            );
+            for c in maintenance::history(&lake).await? {
+                let changed: Vec<String> = c
+                    .tables
+                    .iter()
+                    .filter(|(_, t)| t.entry.is_some())
+                    .map(|(name, t)| format!("{name}@{} ({}, {})", t.delta_version, t.files, t.rows))
+                    .collect();
+                println!(
+                    "{:>8}  {:<25} {:<9} {:<26} {}",
+                    c.version,
+                    c.created_at,
+                    c.operation,
+                    c.run_id,
+                    changed.join(" ")
+                );
+            }
+        }
+        LakeAction::Checkpoint => {
+            for (table, v) in maintenance::checkpoint(&lake).await? {
+                println!("{table:<22} checkpoint at Delta version {v}");
+            }
+        }
+        LakeAction::Migrate => match maintenance::migrate(&lake, &run_id).await? {
+            Some(v) => println!("migrated to Delta tables: lake version {v}"),
+            None => println!("the lake is already made of Delta tables"),
+        },
+    }
     Ok(())
 }
 

@@ -81,6 +81,14 @@ pub struct ServeSettings {
     /// Most lexical tokens in a GraphQL query.
     #[arg(long, env = "CIP_MAX_QUERY_TOKENS", default_value_t = 10_000)]
     pub max_query_tokens: usize,
+    /// Serve this version of the lake and no other (audits); by default the
+    /// newest, following each new publish.
+    #[arg(long, env = "CIP_AS_OF_VERSION", conflicts_with = "as_of")]
+    pub as_of_version: Option<u64>,
+    /// Serve the version that was the newest at this time (RFC 3339, e.g.
+    /// 2026-01-31T23:59:59Z).
+    #[arg(long, env = "CIP_AS_OF")]
+    pub as_of: Option<String>,
     /// Result cache: most entries.
     #[arg(long, env = "CIP_CACHE_ENTRIES", default_value_t = 10_000)]
     pub cache_entries: usize,
@@ -124,6 +132,8 @@ impl ServeSettings {
             max_query_tokens: 10_000,
             cache_entries: 10_000,
             cache_mb: 64,
+            as_of_version: None,
+            as_of: None,
         }
     }
 
@@ -131,7 +141,20 @@ impl ServeSettings {
         anyhow::ensure!(self.max_concurrent_queries > 0, "max_concurrent_queries must be at least 1");
         anyhow::ensure!(self.rate_per_sec > 0.0 && self.rate_burst >= 1.0, "rate limits must be positive");
         anyhow::ensure!(self.query_timeout_ms > 0, "query timeout must be positive");
+        self.as_of_time()?;
         Ok(())
+    }
+
+    /// `--as-of` parsed.
+    pub fn as_of_time(&self) -> anyhow::Result<Option<chrono::DateTime<chrono::Utc>>> {
+        self.as_of
+            .as_deref()
+            .map(|t| {
+                chrono::DateTime::parse_from_rfc3339(t)
+                    .map(|d| d.to_utc())
+                    .map_err(|e| anyhow::anyhow!("--as-of {t}: not an RFC 3339 time ({e})"))
+            })
+            .transpose()
     }
 
     pub fn query_timeout(&self) -> Duration {

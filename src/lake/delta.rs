@@ -40,6 +40,8 @@ pub enum DeltaError {
     UnsupportedType { table: String, column: String, data_type: DataType },
     #[error("file {0} is not under its table's directory")]
     Foreign(String),
+    #[error("a commit entry is not valid Delta JSON: {0}")]
+    Entry(String),
 }
 
 /// `<table>/_delta_log/<version:020>.json`, relative to the lake root.
@@ -176,6 +178,58 @@ pub fn commit_entry(c: &TableCommit<'_>) -> Result<String, DeltaError> {
     Ok(lines.iter().map(Value::to_string).collect::<Vec<_>>().join("\n"))
 }
 
+/// `files` (a table's live files at one version) after the commit `entry`
+/// of the next version: its removes and adds applied. Lets a reader that
+/// knows the previous version skip deltalake's log replay.
+pub fn apply_entry(table: &str, files: &[DataFile], entry: &str) -> Result<Vec<DataFile>, DeltaError> {
+    let mut live: std::collections::BTreeMap<String, DataFile> =
+        files.iter().map(|f| (f.path.clone(), f.clone())).collect();
+    for line in entry.lines().filter(|l| !l.trim().is_empty()) {
+        let action: Value = serde_json::from_str(line).map_err(|e| DeltaError::Entry(e.to_string()))?;
+        let path = |a: &Value| -> Result<String, DeltaError> {
+            let p = a["path"].as_str().ok_or_else(|| DeltaError::Entry("an action without a path".into()))?;
+            Ok(format!("{table}/{}", percent_decode(p)))
+        };
+        if let Some(r) = action.get("remove") {
+            live.remove(&path(r)?);
+        } else if let Some(a) = action.get("add") {
+            let rows = a["stats"]
+                .as_str()
+                .and_then(|s| serde_json::from_str::<Value>(s).ok())
+                .and_then(|s| s["numRecords"].as_u64())
+                .unwrap_or(0);
+            let f = DataFile {
+                path: path(a)?,
+                tenant_id: a["partitionValues"][PARTITION_COLUMN].as_str().unwrap_or_default().to_string(),
+                rows,
+                bytes: a["size"].as_u64().unwrap_or(0),
+            };
+            live.insert(f.path.clone(), f);
+        }
+    }
+    Ok(live.into_values().collect())
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match (b[i], b.get(i + 1).copied().and_then(hex), b.get(i + 2).copied().and_then(hex)) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// `table` of the lake opened with deltalake, at `version` (or its latest):
 /// on the lake's own object store (so every scheme cip opens works,
 /// without deltalake's storage features), prefixed at the table's root.
@@ -229,7 +283,7 @@ pub async fn after_commit(lake: &Location, commit: &LakeCommit) {
 pub async fn checkpoint(lake: &Location, table: &str, version: Option<u64>) -> Result<u64, TableError> {
     let t = open(lake, table, version).await?;
     deltalake::checkpoints::create_checkpoint(&t, None).await?;
-    Ok(t.version().unwrap_or(0).max(0) as u64)
+    Ok(t.version().unwrap_or(0))
 }
 
 /// Files under `table` that no version within `retain_hours` references:
@@ -320,6 +374,9 @@ mod tests {
         assert_eq!(lines[1]["remove"]["size"], 105);
         assert_eq!(lines[2]["add"]["path"], "tenant_id=t%201/b.parquet");
         assert_eq!(lines[0]["commitInfo"]["operationMetrics"]["numRemovedFiles"], "1");
+        // Applying the entry to the old file list gives the new one, paths decoded.
+        let applied = apply_entry("commissions", std::slice::from_ref(&old), &commit_entry(&c).unwrap()).unwrap();
+        assert_eq!(applied, vec![new.clone()]);
         let foreign = file("policies/tenant_id=t/x.parquet", "t", 1);
         let bad = TableCommit { added: vec![&foreign], removed: vec![], ..c };
         assert!(matches!(commit_entry(&bad), Err(DeltaError::Foreign(_))));

@@ -164,7 +164,8 @@ pub async fn checkpoint(lake: &Location) -> Result<Vec<(String, u64)>, Maintenan
     Ok(done)
 }
 
-/// Every lake version, oldest first (without the Delta entries they hold).
+/// Every lake version, oldest first (a table with an `entry` is one that
+/// version changed).
 pub async fn history(lake: &Location) -> Result<Vec<LakeCommit>, MaintenanceError> {
     let metas: Vec<_> = lake.store.list(Some(&lake.child(LAKE_DIR))).try_collect().await?;
     let mut versions: Vec<u64> =
@@ -172,11 +173,7 @@ pub async fn history(lake: &Location) -> Result<Vec<LakeCommit>, MaintenanceErro
     versions.sort_unstable();
     let mut out = Vec::with_capacity(versions.len());
     for v in versions {
-        let mut c = snapshot::read_commit(lake, v).await?;
-        for t in c.tables.values_mut() {
-            t.entry = None;
-        }
-        out.push(c);
+        out.push(snapshot::read_commit(lake, v).await?);
     }
     Ok(out)
 }

@@ -21,9 +21,9 @@
 //! lake commit under names nothing references yet: a crash before it leaves
 //! the previous version as it was and only orphans, which `vacuum` removes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use futures::TryStreamExt;
 use object_store::{ObjectStoreExt, PutMode, PutOptions};
@@ -228,10 +228,8 @@ pub async fn read(lake: &Location, version: u64) -> Result<Manifest, SnapshotErr
     let mut tables = Tables::new();
     let mut delta_versions = BTreeMap::new();
     for (table, state) in &commit.tables {
-        let files = delta::live_files(lake, table, state.delta_version)
-            .await
-            .map_err(|source| SnapshotError::Table { table: table.clone(), version: state.delta_version, source })?;
-        tables.insert(table.clone(), files);
+        let files = table_files(lake, table, state).await?;
+        tables.insert(table.clone(), files.as_ref().clone());
         delta_versions.insert(table.clone(), state.delta_version);
     }
     Ok(Manifest {
@@ -242,6 +240,51 @@ pub async fn read(lake: &Location, version: u64) -> Result<Manifest, SnapshotErr
         tables,
         delta_versions,
     })
+}
+
+/// File lists of (lake, table, Delta version) seen by this process. A Delta
+/// version never changes, so an entry is never stale; the map only bounds
+/// memory.
+type FileCache = Mutex<HashMap<(String, String, u64), Arc<Vec<DataFile>>>>;
+const FILE_CACHE_ENTRIES: usize = 512;
+
+fn file_cache() -> &'static FileCache {
+    static CACHE: OnceLock<FileCache> = OnceLock::new();
+    CACHE.get_or_init(Default::default)
+}
+
+fn cache_key(lake: &Location, table: &str, version: u64) -> (String, String, u64) {
+    (lake.object_url(&lake.prefix), table.to_string(), version)
+}
+
+fn remember(lake: &Location, table: &str, version: u64, files: Arc<Vec<DataFile>>) {
+    let mut cache = file_cache().lock().expect("file cache lock");
+    if cache.len() >= FILE_CACHE_ENTRIES {
+        cache.clear();
+    }
+    cache.insert(cache_key(lake, table, version), files);
+}
+
+/// A table's live files at the version `state` pins: from this process's
+/// cache; else the previous version's list with this version's entry
+/// applied; else deltalake's replay of the log (from its checkpoint).
+async fn table_files(lake: &Location, table: &str, state: &TableState) -> Result<Arc<Vec<DataFile>>, SnapshotError> {
+    let v = state.delta_version;
+    let cached = |v: u64| file_cache().lock().expect("file cache lock").get(&cache_key(lake, table, v)).cloned();
+    if let Some(files) = cached(v) {
+        return Ok(files);
+    }
+    let files = match (&state.entry, v.checked_sub(1).and_then(cached)) {
+        (Some(entry), Some(previous)) => delta::apply_entry(table, &previous, entry)?,
+        _ => delta::live_files(lake, table, v).await.map_err(|source| SnapshotError::Table {
+            table: table.to_string(),
+            version: v,
+            source,
+        })?,
+    };
+    let files = Arc::new(files);
+    remember(lake, table, v, files.clone());
+    Ok(files)
 }
 
 /// The latest published version, or `None` for a lake never published to.
@@ -334,6 +377,11 @@ pub async fn publish(
         Err(e) => return Err(e.into()),
     }
     roll_forward(lake, &commit).await?;
+    for (table, state) in commit.tables.iter().filter(|(_, s)| s.entry.is_some()) {
+        let mut files = tables.get(table).cloned().unwrap_or_default();
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        remember(lake, table, state.delta_version, Arc::new(files));
+    }
     // The hint only speeds up finding the newest version: a lost write is harmless.
     let hint = serde_json::json!({ "version": version }).to_string();
     if let Err(e) = lake.store.put(&lake.child(LAST), hint.into_bytes().into()).await {

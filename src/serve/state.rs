@@ -19,7 +19,7 @@ use crate::auth::{AuthError, Principal};
 use crate::config::ServeSettings;
 use crate::graphql::models::ModelCatalog;
 use crate::graphql::{CipSchema, build_schema};
-use crate::lake::{Location, Manifest, snapshot, store};
+use crate::lake::{Location, Manifest, maintenance, snapshot, store};
 use crate::models::registry;
 use crate::query::industry::Industry;
 use crate::query::single_flight::SingleFlight;
@@ -172,7 +172,16 @@ impl AppState {
         let keys = keys::load_all(&self.lake).await?;
         *self.keys.write().expect("keys lock") = keys;
         let served = self.version();
-        let latest = snapshot::latest_version(&self.lake).await?;
+        // A pinned version (time travel for audits) is served and never left.
+        let latest = match (self.settings.as_of_version, self.settings.as_of_time()?) {
+            (Some(v), _) => Some(v),
+            (None, Some(at)) => {
+                let v = maintenance::version_at(&self.lake, at).await?;
+                anyhow::ensure!(v.is_some(), "no lake version was published at or before {at}");
+                v
+            }
+            (None, None) => snapshot::latest_version(&self.lake).await?,
+        };
         if let Some(version) = latest.filter(|v| Some(*v) != served) {
             let manifest = snapshot::read(&self.lake, version).await?;
             let manifest = Arc::new(manifest);

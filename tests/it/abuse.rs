@@ -269,7 +269,7 @@ async fn request_hygiene_on_size_batches_and_tokens() {
 async fn production_settings_refuse_the_test_secret() {
     // The demo serves with these: no bearer token signed with a well-known secret gets in.
     let app = TestApp::spawn().await;
-    let settings = ServeSettings::production(app.lake.lake_path().to_str().unwrap(), "127.0.0.1:0").unwrap();
+    let settings = ServeSettings::production(&app.lake.lake_url(), "127.0.0.1:0").unwrap();
     assert!(!format!("{settings:?}").contains("test-secret"));
     let server = Application::build(settings).await.unwrap();
     let url = format!("http://127.0.0.1:{}/graphql", server.port());

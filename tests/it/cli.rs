@@ -16,7 +16,7 @@ fn ingest_json_summary_and_exit_codes() {
         .args(["ingest", "--json", "--landing"])
         .arg(t.landing_path())
         .arg("--lake")
-        .arg(t.lake_path())
+        .arg(t.lake_url())
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -37,7 +37,7 @@ fn ingest_json_summary_and_exit_codes() {
         .args(["ingest", "--landing"])
         .arg(empty.landing_path())
         .arg("--lake")
-        .arg(empty.lake_path())
+        .arg(empty.lake_url())
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
@@ -77,7 +77,7 @@ fn generate_is_deterministic_for_a_seed() {
 #[test]
 fn keys_are_created_listed_and_revoked_from_the_command_line() {
     let t = TestLake::new();
-    let lake = t.lake_path();
+    let lake = t.lake_url();
     let out = cip()
         .args([
             "keys",

@@ -30,8 +30,21 @@ impl TestLake {
         write(&self.landing_path().join(rel), content.as_bytes());
     }
 
+    /// Where the lake lives: the local folder, or — when `scripts/test.sh`
+    /// runs the suite again against its S3 server (`CIP_TEST_LAKE=s3`) — a
+    /// prefix of its own in the test bucket.
+    pub fn lake_url(&self) -> String {
+        match (std::env::var("CIP_TEST_LAKE").as_deref(), std::env::var("CIP_TEST_S3_BUCKET")) {
+            (Ok("s3"), Ok(bucket)) => {
+                let id = self.dir.path().file_name().unwrap().to_string_lossy().trim_start_matches('.').to_string();
+                format!("s3://{bucket}/{id}/lake")
+            }
+            _ => self.lake_path().to_str().unwrap().to_string(),
+        }
+    }
+
     pub fn lake(&self) -> Location {
-        store::open(self.lake_path().to_str().unwrap()).unwrap()
+        store::open(&self.lake_url()).unwrap()
     }
 
     pub fn landing(&self) -> Location {

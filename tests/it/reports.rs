@@ -4,6 +4,7 @@
 
 use arrow::array::AsArray;
 use arrow::datatypes::{DataType, Decimal128Type, Float64Type, Int64Type};
+use object_store::ObjectStoreExt;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::{Value, json};
 
@@ -180,8 +181,9 @@ async fn saved_reports_are_created_listed_run_downloaded_and_deleted() {
                "orderBy": [{"metric": "GROSS_COMMISSION", "dimension": null, "descending": true}], "limit": null})
     );
     // Stored in the lake, per tenant.
-    let file = app.lake.lake_path().join(format!("_reports/t1/{id}.json"));
-    let stored: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let lake = app.lake.lake();
+    let file = lake.child(&format!("_reports/t1/{id}.json"));
+    let stored: Value = serde_json::from_slice(&lake.store.get(&file).await.unwrap().bytes().await.unwrap()).unwrap();
     assert_eq!((stored["tenant_id"].as_str(), stored["name"].as_str()), (Some("t1"), Some("Quarterly by carrier")));
 
     // Any reader of the tenant sees it (the list is not served from the result cache).
@@ -254,7 +256,7 @@ async fn saved_reports_are_created_listed_run_downloaded_and_deleted() {
     // Delete; afterwards the id is unknown everywhere.
     let del = format!(r#"mutation {{ deleteReport(id: "{id}") }}"#);
     assert_eq!(data(&app, Auth::Bearer(writer("t1")), &del).await, json!({"deleteReport": true}));
-    assert!(!file.exists());
+    assert!(matches!(lake.store.head(&file).await, Err(object_store::Error::NotFound { .. })));
     assert_eq!(data(&app, Auth::Key(&app.key_t1), list).await, json!({"savedReports": []}));
     let q = format!(r#"{{ savedReport(id: "{id}") {{ id }} }}"#);
     assert_eq!(data(&app, Auth::Key(&app.key_t1), &q).await, json!({"savedReport": null}));
@@ -311,7 +313,10 @@ async fn writes_need_reports_write_and_downloads_need_the_graphql_credentials() 
     let q = format!(r#"mutation {{ createReport(name: "x", input: {INPUT}) {{ id }} }}"#);
     let body = gql(&app, Auth::Key(&app.key_t1), &q, json!({})).await;
     assert_eq!(code(&body), "FORBIDDEN", "{body}");
-    assert!(!app.lake.lake_path().join("_reports").exists());
+    let lake = app.lake.lake();
+    let reports: Vec<_> =
+        futures::TryStreamExt::try_collect(lake.store.list(Some(&lake.child("_reports")))).await.unwrap();
+    assert!(reports.is_empty(), "{reports:?}");
     let id = create(&app, "t1", "Mine", INPUT).await["id"].as_str().unwrap().to_string();
     let del = format!(r#"mutation {{ deleteReport(id: "{id}") }}"#);
     assert_eq!(code(&gql(&app, Auth::Key(&app.key_t1), &del, json!({})).await), "FORBIDDEN");

@@ -90,7 +90,7 @@ impl TestApp {
         assert_eq!(report.rows_rejected, 0, "{report:?}");
         let scopes = BTreeSet::from(["analytics:read".to_string()]);
         let (key_t1, _) = keys::create(&lake.lake(), "t1", scopes, "test").await.unwrap();
-        let settings = adjust(ServeSettings::test_config(lake.lake_path().to_str().unwrap()));
+        let settings = adjust(ServeSettings::test_config(&lake.lake_url()));
         let app = Application::build(settings).await.unwrap();
         let url = format!("http://127.0.0.1:{}", app.port());
         let state = app.state();
