@@ -13,3 +13,7 @@ cargo test --all-targets --locked
 source scripts/s3-server.sh
 CIP_TEST_LAKE=s3 cargo test --locked --test it -- \
   lake:: ingest:: rollups:: serve:: graphql:: reports:: abuse:: cli::
+# Another Delta reader (delta-rs' Python package) reads what cip wrote, on
+# disk and on S3: the same rows and money sums, table by table.
+benches/lake_interop.sh 2000
+benches/lake_interop.sh 2000 "s3://$CIP_TEST_S3_BUCKET/interop/lake"

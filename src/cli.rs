@@ -4,6 +4,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use anyhow::Context;
 use chrono::NaiveDate;
 use clap::{Parser, Subcommand};
 
@@ -126,8 +127,9 @@ pub enum Command {
     Lake {
         #[command(subcommand)]
         action: LakeAction,
-        #[command(flatten)]
-        lake: LakeArg,
+        /// The lake: a path or object-store URL.
+        #[arg(long = "lake", env = "CIP_LAKE", default_value = "data/lake", global = true)]
+        lake: String,
     },
     /// Ingest a landing folder (CSV / JSON Lines per entity) into the lake.
     Ingest {
@@ -166,6 +168,12 @@ pub enum LakeAction {
     History,
     /// Write a Delta checkpoint of every table at its current version.
     Checkpoint,
+    /// Files, rows and exact money sums of every table (all tenants), to
+    /// check another reader of the Delta tables against.
+    Stats {
+        #[arg(long)]
+        json: bool,
+    },
     /// Turn a lake of the old manifest format into Delta tables in place.
     Migrate,
 }
@@ -268,7 +276,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Serve { settings } => serve(settings, None).await,
         Command::Health { addr } => health(&addr).await,
-        Command::Lake { action, lake } => lake_command(action, &lake.url).await,
+        Command::Lake { action, lake } => lake_command(action, &lake).await,
         Command::Schema => {
             print!("{}", crate::graphql::sdl());
             Ok(())
@@ -418,6 +426,21 @@ async fn lake_command(action: LakeAction, url: &str) -> anyhow::Result<()> {
         LakeAction::Checkpoint => {
             for (table, v) in maintenance::checkpoint(&lake).await? {
                 println!("{table:<22} checkpoint at Delta version {v}");
+            }
+        }
+        LakeAction::Stats { json } => {
+            let manifest = crate::lake::snapshot::latest(&lake).await?.context("the lake has no version yet")?;
+            let stats = crate::query::lake_stats::table_stats(&lake, &manifest).await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({"version": manifest.version, "tables": stats}))?
+                );
+            } else {
+                for t in &stats {
+                    let sums: Vec<String> = t.money_sums.iter().map(|(c, v)| format!("{c}={v}")).collect();
+                    println!("{:<22}{:>6} files{:>10} rows  {}", t.table, t.files, t.rows, sums.join(" "));
+                }
             }
         }
         LakeAction::Migrate => match maintenance::migrate(&lake, &run_id).await? {

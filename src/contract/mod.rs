@@ -239,7 +239,8 @@ impl Entity {
                 .map(|e| {
                     let mut fields: Vec<Field> =
                         e.columns().iter().map(|c| Field::new(c.name, c.kind.data_type(), !c.required)).collect();
-                    fields.push(Field::new(ROW_HASH_COLUMN, DataType::UInt64, false));
+                    // The u64 hash's bits as Int64: Delta (and most readers) have no unsigned type.
+                    fields.push(Field::new(ROW_HASH_COLUMN, DataType::Int64, false));
                     Arc::new(Schema::new(fields))
                 })
                 .collect()

@@ -8,8 +8,8 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, Date32Array, Date32Builder, Decimal128Array, Decimal128Builder, StringArray, StringBuilder,
-    UInt64Builder,
+    Array, ArrayRef, Date32Array, Date32Builder, Decimal128Array, Decimal128Builder, Int64Builder, StringArray,
+    StringBuilder,
 };
 use arrow::datatypes::DataType;
 use arrow::record_batch::RecordBatch;
@@ -217,7 +217,8 @@ enum ColumnBuilder {
 pub struct BatchBuilder {
     entity: Entity,
     columns: Vec<ColumnBuilder>,
-    row_hash: UInt64Builder,
+    /// Stored as Int64 (the hash's bits): Delta has no unsigned type.
+    row_hash: Int64Builder,
     rows: usize,
 }
 
@@ -241,7 +242,7 @@ impl BatchBuilder {
                 _ => ColumnBuilder::Str(StringBuilder::with_capacity(capacity, capacity * 12)),
             })
             .collect();
-        BatchBuilder { entity, columns, row_hash: UInt64Builder::with_capacity(capacity), rows: 0 }
+        BatchBuilder { entity, columns, row_hash: Int64Builder::with_capacity(capacity), rows: 0 }
     }
 
     pub fn len(&self) -> usize {
@@ -265,7 +266,7 @@ impl BatchBuilder {
                 _ => unreachable!("parse_cell yields the value kind of its column"),
             }
         }
-        self.row_hash.append_value(row_hash);
+        self.row_hash.append_value(row_hash as i64);
         self.rows += 1;
     }
 

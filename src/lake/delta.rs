@@ -50,11 +50,12 @@ pub fn commit_path(table: &str, version: u64) -> String {
 }
 
 /// The Delta type of an Arrow column (primitive types only: lake tables are
-/// flat). Unsigned 64-bit (row hashes) is stored as Delta `long`.
+/// flat). No unsigned 64-bit: Delta's `long` is signed, and readers refuse
+/// values above its range (row hashes are stored as their Int64 bits).
 fn delta_type(data_type: &DataType) -> Option<String> {
     Some(match data_type {
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "string".into(),
-        DataType::Int64 | DataType::UInt64 | DataType::UInt32 => "long".into(),
+        DataType::Int64 | DataType::UInt32 => "long".into(),
         DataType::Int32 | DataType::UInt16 => "integer".into(),
         DataType::Int16 | DataType::UInt8 => "short".into(),
         DataType::Int8 => "byte".into(),
@@ -324,7 +325,7 @@ mod tests {
             Field::new("tenant_id", DataType::Utf8, false),
             Field::new("premium", DataType::Decimal128(18, 2), false),
             Field::new("effective_date", DataType::Date32, true),
-            Field::new("_row_hash", DataType::UInt64, false),
+            Field::new("_row_hash", DataType::Int64, false),
         ]);
         let a = file("policies/tenant_id=t1/r1.parquet", "t1", 3);
         let c = TableCommit {

@@ -366,8 +366,8 @@ async fn read_stored_keys(lake: &Location, entity: Entity, files: &[DataFile]) -
         for b in &batches {
             rows.keys.extend(stored_key_hashes(entity, b));
             let h = b.column_by_name(ROW_HASH_COLUMN).expect("row hash column");
-            let h = h.as_any().downcast_ref::<arrow::array::UInt64Array>().expect("u64 row hash");
-            rows.hashes.extend(h.values().iter().copied());
+            let h = h.as_any().downcast_ref::<arrow::array::Int64Array>().expect("row hash as i64");
+            rows.hashes.extend(h.values().iter().map(|v| *v as u64));
         }
         out.push(rows);
     }

@@ -1,6 +1,7 @@
 //! The query side: DataFusion over a published snapshot.
 
 pub mod industry;
+pub mod lake_stats;
 pub mod metrics;
 pub mod policies;
 pub mod renewals;
