@@ -52,7 +52,7 @@ pub fn forbidden(message: impl Into<String>) -> async_graphql::Error {
 
 /// Log the real cause; tell the client only that it was ours.
 pub fn internal(cause: impl std::fmt::Display) -> async_graphql::Error {
-    let id = crate::pipelines::batch::new_run_id();
+    let id = crate::lake::new_run_id();
     tracing::error!(error_id = %id, %cause, "internal error");
     error(Code::Internal, format!("internal error (reference {id})"))
 }

@@ -10,6 +10,7 @@
 //! _runs/<run_id>.json                                    run reports
 //! ```
 
+pub mod catalog;
 pub mod delta;
 pub mod maintenance;
 pub mod parquet_io;
@@ -27,6 +28,16 @@ pub const REJECTS_DIR: &str = "_rejects";
 pub const RUNS_DIR: &str = "_runs";
 /// Table name of the rejected-records store.
 pub const REJECTED_RECORDS: &str = "rejected_records";
+
+/// A run's id: its UTC start to the millisecond and a salt, so that names of
+/// files a run writes sort by time and never collide.
+pub fn new_run_id() -> String {
+    let now = chrono::Utc::now();
+    let salt = xxhash_rust::xxh3::xxh3_64(
+        format!("{}{}", now.timestamp_nanos_opt().unwrap_or_default(), std::process::id()).as_bytes(),
+    );
+    format!("{}-{:04x}", now.format("%Y%m%dT%H%M%S%3fZ"), salt & 0xffff)
+}
 
 /// Relative path of a data file of `table` for `tenant`.
 pub fn data_file_path(table: &str, tenant: &str, name: &str) -> String {

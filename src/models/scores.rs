@@ -9,13 +9,13 @@
 //! - `forecast_accuracy`: per series and horizon bucket, the backtest figures.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use arrow::array::{
     ArrayRef, Date32Builder, Decimal128Builder, Float64Builder, Int32Builder, Int64Builder, RecordBatch, StringBuilder,
 };
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+
 use chrono::NaiveDate;
 use object_store::ObjectStoreExt;
 use polars::prelude::DataFrame;
@@ -28,86 +28,11 @@ use super::renewal::{Driver, Score};
 use crate::contract::values::{date_to_days, days_to_date};
 use crate::lake::{self, DataFile, Location, parquet_io, snapshot};
 
-pub const RENEWAL_SCORES: &str = "renewal_scores";
-pub const FORECASTS: &str = "forecasts";
-pub const FORECAST_ACCURACY: &str = "forecast_accuracy";
-/// Every model output table, by name.
-pub const TABLES: [&str; 3] = [RENEWAL_SCORES, FORECASTS, FORECAST_ACCURACY];
-
-fn money() -> DataType {
-    DataType::Decimal128(18, 2)
-}
-
-pub fn renewal_scores_schema() -> SchemaRef {
-    static S: OnceLock<SchemaRef> = OnceLock::new();
-    S.get_or_init(|| {
-        Arc::new(Schema::new(vec![
-            Field::new("tenant_id", DataType::Utf8, false),
-            Field::new("policy_id", DataType::Utf8, false),
-            Field::new("as_of", DataType::Date32, false),
-            Field::new("expiration_date", DataType::Date32, false),
-            Field::new("probability", DataType::Float64, false),
-            // JSON array of {feature, description, contribution}, most negative first.
-            Field::new("drivers", DataType::Utf8, false),
-            Field::new("tenure_terms", DataType::Int64, false),
-            Field::new("premium_change", DataType::Float64, false),
-            Field::new("other_policies", DataType::Int64, false),
-            Field::new("model_version", DataType::Utf8, false),
-        ]))
-    })
-    .clone()
-}
-
-pub fn forecasts_schema() -> SchemaRef {
-    static S: OnceLock<SchemaRef> = OnceLock::new();
-    S.get_or_init(|| {
-        Arc::new(Schema::new(vec![
-            Field::new("tenant_id", DataType::Utf8, false),
-            Field::new("scope", DataType::Utf8, false),
-            Field::new("series_id", DataType::Utf8, false),
-            Field::new("month", DataType::Date32, false),
-            Field::new("horizon", DataType::Int32, false),
-            Field::new("point", money(), false),
-            Field::new("lower80", money(), false),
-            Field::new("upper80", money(), false),
-            Field::new("lower95", money(), false),
-            Field::new("upper95", money(), false),
-            Field::new("model_version", DataType::Utf8, false),
-        ]))
-    })
-    .clone()
-}
-
-pub fn forecast_accuracy_schema() -> SchemaRef {
-    static S: OnceLock<SchemaRef> = OnceLock::new();
-    S.get_or_init(|| {
-        let f = |name: &str| Field::new(name, DataType::Float64, true);
-        Arc::new(Schema::new(vec![
-            Field::new("tenant_id", DataType::Utf8, false),
-            Field::new("scope", DataType::Utf8, false),
-            Field::new("series_id", DataType::Utf8, false),
-            Field::new("bucket", DataType::Utf8, false),
-            f("mase"),
-            f("wape"),
-            f("coverage80"),
-            f("coverage95"),
-            f("seasonal_naive_mase"),
-            f("damped_trend_mase"),
-            Field::new("model_version", DataType::Utf8, false),
-        ]))
-    })
-    .clone()
-}
-
-/// The schema of an output table.
-pub fn schema_of(table: &str) -> Option<SchemaRef> {
-    match table {
-        RENEWAL_SCORES => Some(renewal_scores_schema()),
-        FORECASTS => Some(forecasts_schema()),
-        FORECAST_ACCURACY => Some(forecast_accuracy_schema()),
-        _ => None,
-    }
-}
+use crate::lake::catalog::schema_of;
+pub use crate::lake::catalog::{
+    FORECAST_ACCURACY, FORECASTS, MODEL_OUTPUTS as TABLES, RENEWAL_SCORES, forecast_accuracy_schema, forecasts_schema,
+    renewal_scores_schema,
+};
 
 #[derive(Serialize)]
 struct DriverJson<'a> {

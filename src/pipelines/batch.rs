@@ -108,13 +108,7 @@ pub struct IngestReport {
     pub rows_per_sec: f64,
 }
 
-pub fn new_run_id() -> String {
-    let now = chrono::Utc::now();
-    let salt = xxhash_rust::xxh3::xxh3_64(
-        format!("{}{}", now.timestamp_nanos_opt().unwrap_or_default(), std::process::id()).as_bytes(),
-    );
-    format!("{}-{:04x}", now.format("%Y%m%dT%H%M%S%3fZ"), salt & 0xffff)
-}
+pub use crate::lake::new_run_id;
 
 /// Ingest every file of `landing` into `lake`.
 #[tracing::instrument(skip_all, fields(landing = %landing.prefix, lake = %lake.prefix))]

@@ -15,10 +15,9 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectStoreExt;
 
 use crate::lake::{self, DataFile, Location, Manifest, parquet_io};
-use crate::query::metrics::{COMMISSION_ROLLUP, RENEWAL_ROLLUP, commission_rollup, renewal_rollup};
+use crate::query::metrics::{COMMISSION_ROLLUP, commission_rollup, renewal_rollup};
 
-/// Every derived table, by name.
-pub const ROLLUPS: [&str; 2] = [COMMISSION_ROLLUP, RENEWAL_ROLLUP];
+pub use crate::lake::catalog::ROLLUPS;
 use crate::query::tables::{Scope, register_snapshot};
 
 /// Tenants whose rollups must be (re)built: those with facts whose

@@ -381,7 +381,7 @@ const PERIOD_TO: &str = "period_to";
 
 /// Table of monthly commission aggregates built at publish time (see
 /// [`commission_rollup`]).
-pub const COMMISSION_ROLLUP: &str = "commissions_monthly";
+pub use crate::lake::catalog::COMMISSIONS_MONTHLY as COMMISSION_ROLLUP;
 
 /// Commission rows, each with its policy's agency and line of business.
 ///
@@ -415,7 +415,7 @@ pub fn rollup_reads() -> u64 {
 }
 
 /// Table of renewal outcomes built at publish time (see [`renewal_rollup`]).
-pub const RENEWAL_ROLLUP: &str = "renewal_outcomes";
+pub use crate::lake::catalog::RENEWAL_OUTCOMES as RENEWAL_ROLLUP;
 
 /// Policies that can come up for renewal. Where the snapshot has the
 /// renewal-outcome rollup, it stands in for any range: rows per expiration

@@ -14,8 +14,8 @@ use serde::Deserialize;
 
 use super::policies::{self, PolicyInfo};
 use crate::contract::values::{date_to_days, days_to_date};
+use crate::lake::catalog::{FORECAST_ACCURACY, FORECASTS, RENEWAL_SCORES};
 use crate::models::forecast::{AccuracyRow, SeriesScope};
-use crate::models::scores::{FORECAST_ACCURACY, FORECASTS, RENEWAL_SCORES};
 
 /// Which scored renewals to list.
 #[derive(Debug, Clone, Default)]

@@ -14,8 +14,7 @@ use datafusion::error::Result;
 use datafusion::prelude::SessionContext;
 
 use crate::contract::Entity;
-use crate::lake::{DataFile, Location, Manifest};
-use crate::models::scores;
+use crate::lake::{DataFile, Location, Manifest, catalog};
 use crate::query::metrics::{COMMISSION_ROLLUP, RENEWAL_ROLLUP};
 
 /// Whose rows a session may see.
@@ -52,7 +51,7 @@ pub async fn register_snapshot(
     let known = Entity::ALL
         .into_iter()
         .map(|e| (e.name(), e.schema()))
-        .chain(scores::TABLES.into_iter().map(|t| (t, scores::schema_of(t).expect("output table schema"))));
+        .chain(catalog::MODEL_OUTPUTS.into_iter().map(|t| (t, catalog::schema_of(t).expect("output table schema"))));
     for (table, schema) in known {
         let files = files_of(table);
         if files.is_empty() {

@@ -56,7 +56,7 @@ impl ApiError {
 
     /// Log the cause with a reference; tell the client only the reference.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
-        let id = crate::pipelines::batch::new_run_id();
+        let id = crate::lake::new_run_id();
         tracing::error!(error_id = %id, %cause, "internal error");
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, Code::Internal, format!("internal error (reference {id})"))
     }

@@ -1,0 +1,147 @@
+//! The table catalog: every table of the lake — its name, its kind and, where
+//! it is fixed, its schema — in one place. Writers and readers take names and
+//! schemas from here; every table is a Delta table partitioned by
+//! `tenant_id` (see `delta.rs`).
+
+use std::sync::{Arc, OnceLock};
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+
+use crate::contract::{Entity, MONEY_PRECISION, MONEY_SCALE};
+
+/// What a table holds, and so who writes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableKind {
+    /// A contract entity, written by ingest.
+    Entity(Entity),
+    /// Pre-aggregated from the facts of the same version, written by ingest
+    /// (schema: the query that builds it).
+    Rollup,
+    /// Written by `cip score`.
+    ModelOutput,
+}
+
+pub const COMMISSIONS_MONTHLY: &str = "commissions_monthly";
+pub const RENEWAL_OUTCOMES: &str = "renewal_outcomes";
+/// Every rollup table.
+pub const ROLLUPS: [&str; 2] = [COMMISSIONS_MONTHLY, RENEWAL_OUTCOMES];
+
+pub const RENEWAL_SCORES: &str = "renewal_scores";
+pub const FORECASTS: &str = "forecasts";
+pub const FORECAST_ACCURACY: &str = "forecast_accuracy";
+/// Every model output table.
+pub const MODEL_OUTPUTS: [&str; 3] = [RENEWAL_SCORES, FORECASTS, FORECAST_ACCURACY];
+
+fn money() -> DataType {
+    DataType::Decimal128(MONEY_PRECISION, MONEY_SCALE)
+}
+
+pub fn renewal_scores_schema() -> SchemaRef {
+    static S: OnceLock<SchemaRef> = OnceLock::new();
+    S.get_or_init(|| {
+        Arc::new(Schema::new(vec![
+            Field::new("tenant_id", DataType::Utf8, false),
+            Field::new("policy_id", DataType::Utf8, false),
+            Field::new("as_of", DataType::Date32, false),
+            Field::new("expiration_date", DataType::Date32, false),
+            Field::new("probability", DataType::Float64, false),
+            // JSON array of {feature, description, contribution}, most negative first.
+            Field::new("drivers", DataType::Utf8, false),
+            Field::new("tenure_terms", DataType::Int64, false),
+            Field::new("premium_change", DataType::Float64, false),
+            Field::new("other_policies", DataType::Int64, false),
+            Field::new("model_version", DataType::Utf8, false),
+        ]))
+    })
+    .clone()
+}
+
+pub fn forecasts_schema() -> SchemaRef {
+    static S: OnceLock<SchemaRef> = OnceLock::new();
+    S.get_or_init(|| {
+        Arc::new(Schema::new(vec![
+            Field::new("tenant_id", DataType::Utf8, false),
+            Field::new("scope", DataType::Utf8, false),
+            Field::new("series_id", DataType::Utf8, false),
+            Field::new("month", DataType::Date32, false),
+            Field::new("horizon", DataType::Int32, false),
+            Field::new("point", money(), false),
+            Field::new("lower80", money(), false),
+            Field::new("upper80", money(), false),
+            Field::new("lower95", money(), false),
+            Field::new("upper95", money(), false),
+            Field::new("model_version", DataType::Utf8, false),
+        ]))
+    })
+    .clone()
+}
+
+pub fn forecast_accuracy_schema() -> SchemaRef {
+    static S: OnceLock<SchemaRef> = OnceLock::new();
+    S.get_or_init(|| {
+        let f = |name: &str| Field::new(name, DataType::Float64, true);
+        Arc::new(Schema::new(vec![
+            Field::new("tenant_id", DataType::Utf8, false),
+            Field::new("scope", DataType::Utf8, false),
+            Field::new("series_id", DataType::Utf8, false),
+            Field::new("bucket", DataType::Utf8, false),
+            f("mase"),
+            f("wape"),
+            f("coverage80"),
+            f("coverage95"),
+            f("seasonal_naive_mase"),
+            f("damped_trend_mase"),
+            Field::new("model_version", DataType::Utf8, false),
+        ]))
+    })
+    .clone()
+}
+
+/// The fixed schema of a table: an entity's stored schema or a model
+/// output's; `None` for rollups (and unknown names).
+pub fn schema_of(table: &str) -> Option<SchemaRef> {
+    if let Some(e) = Entity::ALL.into_iter().find(|e| e.name() == table) {
+        return Some(e.schema());
+    }
+    match table {
+        RENEWAL_SCORES => Some(renewal_scores_schema()),
+        FORECASTS => Some(forecasts_schema()),
+        FORECAST_ACCURACY => Some(forecast_accuracy_schema()),
+        _ => None,
+    }
+}
+
+/// The kind of a table of the lake; `None` for a name that is not one.
+pub fn kind_of(table: &str) -> Option<TableKind> {
+    if let Some(e) = Entity::ALL.into_iter().find(|e| e.name() == table) {
+        return Some(TableKind::Entity(e));
+    }
+    if ROLLUPS.contains(&table) {
+        return Some(TableKind::Rollup);
+    }
+    MODEL_OUTPUTS.contains(&table).then_some(TableKind::ModelOutput)
+}
+
+/// Every table name: entities, rollups, model outputs.
+pub fn all_tables() -> impl Iterator<Item = &'static str> {
+    Entity::ALL.into_iter().map(|e| e.name()).chain(ROLLUPS).chain(MODEL_OUTPUTS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_table_has_one_kind_and_fixed_tables_a_schema() {
+        let names: Vec<&str> = all_tables().collect();
+        assert_eq!(names.len(), 12);
+        for n in &names {
+            let kind = kind_of(n).unwrap();
+            assert_eq!(schema_of(n).is_some(), kind != TableKind::Rollup, "{n}");
+        }
+        assert_eq!(kind_of("commissions"), Some(TableKind::Entity(Entity::Commissions)));
+        assert_eq!(kind_of("nope"), None);
+        let money = schema_of(FORECASTS).unwrap().field_with_name("point").unwrap().data_type().clone();
+        assert_eq!(money, DataType::Decimal128(18, 2));
+    }
+}
