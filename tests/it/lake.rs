@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 
 use cip::lake::{delta, maintenance, snapshot};
 use cip::pipelines::batch::{FailPoint, IngestOptions, ingest};
-use datafusion::assert_batches_eq;
 use futures::TryStreamExt;
 use object_store::ObjectStoreExt;
 use serde_json::Value;
