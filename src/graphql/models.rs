@@ -211,35 +211,49 @@ pub struct TrainingWindow {
     pub to: Date,
 }
 
-/// A registered model version.
-pub struct Model(ModelInfo);
+/// A registered model version (one entry of the shared catalog).
+pub struct Model {
+    catalog: Arc<ModelCatalog>,
+    index: usize,
+}
+
+impl Model {
+    fn info(&self) -> &ModelInfo {
+        &self.catalog.0[self.index]
+    }
+}
 
 #[Object]
 impl Model {
     async fn name(&self) -> &str {
-        &self.0.name
+        &self.info().name
     }
     async fn version(&self) -> &str {
-        &self.0.version
+        &self.info().version
     }
     /// RFC 3339.
     async fn trained_at(&self) -> &str {
-        &self.0.trained_at
+        &self.info().trained_at
     }
     async fn training_window(&self) -> TrainingWindow {
-        TrainingWindow { from: Date(self.0.window_from), to: Date(self.0.window_to) }
+        TrainingWindow { from: Date(self.info().window_from), to: Date(self.info().window_to) }
     }
     /// The last day of data when it was trained.
     async fn data_date(&self) -> Date {
-        Date(self.0.data_date)
+        Date(self.info().data_date)
     }
-    /// Its evaluation (`metrics.json`): the model beside its baselines.
-    async fn metrics(&self) -> Json<serde_json::Value> {
-        Json(self.0.metrics.clone())
+    /// Its evaluation, the model beside its baselines: `tenant` = the figures
+    /// over the calling tenant's own examples and series; `pooled` = over
+    /// all tenants, null unless at least `min_tenants` contributed;
+    /// `contributing_tenants` = how many did.
+    async fn metrics(&self, ctx: &Context<'_>) -> Json<serde_json::Value> {
+        Json(self.info().metrics_for(&view(ctx).tenant))
     }
 }
 
-/// The registered models the server knows (loaded with each snapshot).
+/// The registered models the server knows (loaded with each snapshot),
+/// each with its pooled and per-tenant evaluation
+/// ([`ModelInfo::metrics_by_tenant`]).
 #[derive(Default)]
 pub struct ModelCatalog(pub Vec<ModelInfo>);
 
@@ -367,7 +381,9 @@ impl ModelsQuery {
 
     /// Registered model versions, newest first per model.
     async fn models(&self, ctx: &Context<'_>) -> Vec<Model> {
-        ctx.data_opt::<Arc<ModelCatalog>>().map(|c| c.0.iter().cloned().map(Model).collect()).unwrap_or_default()
+        ctx.data_opt::<Arc<ModelCatalog>>()
+            .map(|c| (0..c.0.len()).map(|index| Model { catalog: c.clone(), index }).collect())
+            .unwrap_or_default()
     }
 }
 

@@ -2,7 +2,9 @@
 //!
 //! `train` reads the latest snapshot (every tenant: one global model per
 //! kind, whose features are each tenant's own history), fits and evaluates
-//! the renewal classifier and the revenue forecaster, and registers both.
+//! the renewal classifier and the revenue forecaster, and registers both
+//! with their evaluation pooled and per tenant (`metrics_by_tenant.json`:
+//! what a tenant is shown, see `registry::ModelInfo::metrics_for`).
 //! `score` applies the newest registered versions to the latest snapshot and
 //! publishes their outputs as lake tables in a new snapshot.
 
@@ -131,6 +133,7 @@ pub async fn train(lake: &Location, opts: &TrainOptions) -> Result<TrainSummary>
             name: renewal::MODEL_NAME,
             artifact: &model,
             metrics: report.metrics,
+            metrics_by_tenant: report.metrics_by_tenant,
             card: &report.card,
             window_from: report.window_from,
             window_to: report.window_to,
@@ -150,6 +153,7 @@ pub async fn train(lake: &Location, opts: &TrainOptions) -> Result<TrainSummary>
             name: forecast::MODEL_NAME,
             artifact: &fmodel,
             metrics: freport.metrics,
+            metrics_by_tenant: freport.metrics_by_tenant,
             card: &freport.card,
             window_from: freport.window_from,
             window_to: freport.window_to,

@@ -6,6 +6,7 @@
 //! flags, trailing retention rates as logits, the line one-hot), calibrated
 //! by Platt scaling on the 3 months of expirations before the test year.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::Path;
@@ -100,7 +101,10 @@ mod exact {
 
 /// What training measured, for `metrics.json` and the model card.
 pub struct TrainReport {
+    /// Over all tenants' examples (with `contributing_tenants`).
     pub metrics: serde_json::Value,
+    /// The same evaluation over each tenant's own examples, by tenant id.
+    pub metrics_by_tenant: BTreeMap<String, serde_json::Value>,
     pub card: String,
     pub window_from: NaiveDate,
     pub window_to: NaiveDate,
@@ -420,6 +424,7 @@ pub fn train(examples: &DataFrame, data_date: NaiveDate) -> Result<(RenewalModel
     let rows = Rows::read(examples)?;
     let y = labels_of(examples)?;
     let (exp, history) = dates(examples)?;
+    let tenants = super::frames::to_strings(examples, "tenant_id")?;
     let baseline_col = examples.column("baseline_rate")?.cast(&DataType::Float64)?;
     let baseline_raw: Vec<Option<f64>> = baseline_col.f64()?.iter().collect();
 
@@ -443,12 +448,26 @@ pub fn train(examples: &DataFrame, data_date: NaiveDate) -> Result<(RenewalModel
         let yy: Vec<bool> = idx.iter().map(|&i| y[i]).collect();
         json!({"from": w.0, "to": w.1, "rows": idx.len(), "renewal_rate": rate(&yy)})
     };
+    // Every part of the pooled figures, as row indices: the pool is shown to
+    // a tenant only if each had enough tenants.
+    let all: Vec<usize> = (0..examples.height()).collect();
+    let parts = [
+        &all,
+        &split_eval.fit,
+        &split_eval.calibration,
+        &split_eval.test,
+        &split_served.fit,
+        &split_served.calibration,
+    ];
+    let contributing =
+        super::registry::contributing_tenants(parts.iter().map(|p| p.iter().map(|&i| tenants[i].as_str())));
     let metrics = json!({
         "name": MODEL_NAME,
-        "method": "linfa logistic regression (standardised numeric + one-hot line), Platt-calibrated",
+        "method": METHOD,
         "data_date": data_date,
         "lead_days": super::features::LEAD_DAYS,
         "rows": examples.height(),
+        "contributing_tenants": contributing,
         // Out-of-time test metrics of the evaluated fit and of the two baselines.
         "model": eval::summary(&p_model, &y_test, base),
         "baseline_overall": eval::summary(&p_overall, &y_test, base),
@@ -469,9 +488,115 @@ pub fn train(examples: &DataFrame, data_date: NaiveDate) -> Result<(RenewalModel
             "intercept": served.intercept,
         },
     });
-    let card = model_card(&metrics, &served);
-    let report = TrainReport { metrics, card, window_from: served.fit_window.0, window_to: data_date };
+    let metrics_by_tenant = by_tenant(&TenantEval {
+        data_date,
+        tenants: &tenants,
+        exp: &exp,
+        y: &y,
+        baseline_raw: &baseline_raw,
+        eval: &split_eval,
+        served: &split_served,
+        p_model: &p_model,
+    });
+    let mut card = model_card(&metrics, &served);
+    let _ = writeln!(
+        card,
+        "\nEvaluation per tenant: `metrics_by_tenant.json` ({} tenants), the same figures over each tenant's own \
+         examples; a tenant sees the pooled figures above only where at least {} tenants contribute ({} do).",
+        metrics_by_tenant.len(),
+        super::registry::MIN_TENANTS,
+        contributing
+    );
+    let report =
+        TrainReport { metrics, metrics_by_tenant, card, window_from: served.fit_window.0, window_to: data_date };
     Ok((served, report))
+}
+
+const METHOD: &str = "linfa logistic regression (standardised numeric + one-hot line), Platt-calibrated";
+
+/// What the per-tenant evaluation reads.
+struct TenantEval<'a> {
+    data_date: NaiveDate,
+    tenants: &'a [String],
+    exp: &'a [i32],
+    y: &'a [bool],
+    baseline_raw: &'a [Option<f64>],
+    eval: &'a Split,
+    served: &'a Split,
+    /// The evaluated model's probabilities of `eval.test`, in its order.
+    p_model: &'a [f64],
+}
+
+/// Positions in `idx` of each tenant's rows.
+fn positions_by_tenant<'a>(idx: &[usize], tenants: &'a [String]) -> BTreeMap<&'a str, Vec<usize>> {
+    let mut out: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (k, &i) in idx.iter().enumerate() {
+        out.entry(tenants[i].as_str()).or_default().push(k);
+    }
+    out
+}
+
+/// The evaluation of `train` over each tenant's own rows: its examples,
+/// windows, and the test metrics of the model and both baselines on its own
+/// test rows. Nothing in it comes from another tenant's rows except through
+/// the model's own probabilities: the "overall rate" baseline (and the
+/// reference of the Brier skill) is the tenant's own fit renewal rate, not
+/// the pool's ([`PRIOR_RATE`](super::features::PRIOR_RATE) without fit rows),
+/// and a window starts at the tenant's own first expiration.
+fn by_tenant(e: &TenantEval) -> BTreeMap<String, serde_json::Value> {
+    let all: Vec<usize> = (0..e.tenants.len()).collect();
+    let rows = positions_by_tenant(&all, e.tenants);
+    let part = |idx: &[usize]| positions_by_tenant(idx, e.tenants);
+    let (fit, cal, test) = (part(&e.eval.fit), part(&e.eval.calibration), part(&e.eval.test));
+    let (s_fit, s_cal) = (part(&e.served.fit), part(&e.served.calibration));
+    let none = Vec::new();
+    let mut out = BTreeMap::new();
+    for (t, own) in rows {
+        // Row indices of tenant `t` in a part (positions mapped back through it).
+        let of = |m: &BTreeMap<&str, Vec<usize>>, idx: &[usize]| -> Vec<usize> {
+            m.get(t).unwrap_or(&none).iter().map(|&k| idx[k]).collect()
+        };
+        let first = own.iter().map(|&i| e.exp[i]).min().map(date).unwrap_or(e.data_date);
+        let window = |w: (NaiveDate, NaiveDate), idx: &[usize], from_first: bool| {
+            let yy: Vec<bool> = idx.iter().map(|&i| e.y[i]).collect();
+            let from = if from_first { first } else { w.0 };
+            json!({"from": from, "to": w.1, "rows": idx.len(), "renewal_rate": rate(&yy)})
+        };
+        let fit_rows = of(&fit, &e.eval.fit);
+        let base = if fit_rows.is_empty() {
+            super::features::PRIOR_RATE
+        } else {
+            rate(&fit_rows.iter().map(|&i| e.y[i]).collect::<Vec<_>>())
+        };
+        let test_pos = test.get(t).unwrap_or(&none);
+        let test_rows: Vec<usize> = test_pos.iter().map(|&k| e.eval.test[k]).collect();
+        let y_test: Vec<bool> = test_rows.iter().map(|&i| e.y[i]).collect();
+        let p_model: Vec<f64> = test_pos.iter().map(|&k| e.p_model[k]).collect();
+        let p_line_carrier: Vec<f64> = test_rows.iter().map(|&i| e.baseline_raw[i].unwrap_or(base)).collect();
+        let figures = json!({
+            "name": MODEL_NAME,
+            "method": METHOD,
+            "data_date": e.data_date,
+            "lead_days": super::features::LEAD_DAYS,
+            "tenant_id": t,
+            "rows": own.len(),
+            "model": eval::summary(&p_model, &y_test, base),
+            "baseline_overall": eval::summary(&vec![base; y_test.len()], &y_test, base),
+            "baseline_line_carrier": eval::summary(&p_line_carrier, &y_test, base),
+            "evaluation": {
+                "fit": window(e.eval.fit_window, &fit_rows, true),
+                "calibration": window(e.eval.calibration_window, &of(&cal, &e.eval.calibration), false),
+                "test": window(e.eval.test_window, &test_rows, false),
+                "min_history_days": MIN_HISTORY_DAYS,
+            },
+            "served": {
+                "fit": window(e.served.fit_window, &of(&s_fit, &e.served.fit), true),
+                "calibration": window(e.served.calibration_window, &of(&s_cal, &e.served.calibration), false),
+            },
+        });
+        out.insert(t.to_string(), figures);
+    }
+    out
 }
 
 impl RenewalModel {
@@ -770,7 +895,52 @@ mod tests {
         columns.push(Column::new("expiration_date".into(), exp).cast(&DataType::Date).unwrap());
         columns.push(Column::new("baseline_rate".into(), vec![None::<f64>; n]));
         columns.push(Column::new("history_days".into(), vec![1000i64; n]));
+        // Two tenants, every third row the second's.
+        let tenant: Vec<&str> = (0..n).map(|i| if i % 3 == 2 { "t2" } else { "t1" }).collect();
+        columns.push(Column::new("tenant_id".into(), tenant));
         DataFrame::new(n, columns).unwrap()
+    }
+
+    #[test]
+    fn each_tenant_gets_the_evaluation_of_its_own_rows() {
+        let ex = synthetic(6000, 11);
+        let data_date = NaiveDate::from_ymd_opt(2025, 12, 31).unwrap();
+        let (_, report) = train(&ex, data_date).unwrap();
+        let (m, by) = (&report.metrics, &report.metrics_by_tenant);
+        assert_eq!(m["contributing_tenants"], 2);
+        assert_eq!(by.keys().collect::<Vec<_>>(), ["t1", "t2"]);
+        // By hand from the frame: each tenant's test rows (expirations in 2025) and their renewal rate;
+        // its fit rows (up to 2024-09-30) and theirs, which the "overall rate" baseline predicts.
+        let y = labels_of(&ex).unwrap();
+        let (exp, _) = dates(&ex).unwrap();
+        let tenants = super::super::frames::to_strings(&ex, "tenant_id").unwrap();
+        let d = |s: &str| day(s.parse().unwrap());
+        for t in ["t1", "t2"] {
+            let mine = |lo: i32, hi: i32| -> Vec<bool> {
+                (0..y.len()).filter(|&i| tenants[i] == t && exp[i] > lo && exp[i] <= hi).map(|i| y[i]).collect()
+            };
+            let test = mine(d("2024-12-31"), d("2025-12-31"));
+            let fit = mine(i32::MIN, d("2024-09-30"));
+            let f = &by[t];
+            assert_eq!(f["tenant_id"], t);
+            assert_eq!(f["rows"], tenants.iter().filter(|x| *x == t).count());
+            assert_eq!(f["evaluation"]["test"]["rows"], test.len());
+            assert_eq!(f["evaluation"]["test"]["renewal_rate"].as_f64().unwrap(), rate(&test));
+            assert_eq!(f["evaluation"]["fit"]["rows"], fit.len());
+            let counts: u64 =
+                f["model"]["reliability"].as_array().unwrap().iter().map(|b| b["count"].as_u64().unwrap()).sum();
+            assert_eq!(counts, test.len() as u64);
+            let overall = &f["baseline_overall"];
+            assert!((overall["mean_predicted"].as_f64().unwrap() - rate(&fit)).abs() < 1e-12);
+            assert!(f.get("served").unwrap().get("coefficients").is_none(), "no pooled parameter per tenant");
+        }
+        // The tenants' parts add up to the pool's.
+        for k in ["fit", "calibration", "test"] {
+            let sum: u64 = by.values().map(|f| f["evaluation"][k]["rows"].as_u64().unwrap()).sum();
+            assert_eq!(sum, m["evaluation"][k]["rows"].as_u64().unwrap(), "{k}");
+        }
+        assert_ne!(by["t1"]["model"]["log_loss"], by["t2"]["model"]["log_loss"]);
+        assert!(report.card.contains("Evaluation per tenant"), "{}", report.card);
     }
 
     #[test]

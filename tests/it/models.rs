@@ -105,7 +105,11 @@ async fn app_with_outputs() -> TestApp {
         NewModel {
             name: "renewal",
             artifact: &vec![1.0f64],
-            metrics: json!({"model": {"roc_auc": 0.81}}),
+            metrics: json!({"model": {"roc_auc": 0.81}, "contributing_tenants": 2}),
+            metrics_by_tenant: BTreeMap::from([
+                ("t1".to_string(), json!({"model": {"roc_auc": 0.74}, "rows": 4})),
+                ("t2".to_string(), json!({"model": {"roc_auc": 0.93}, "rows": 1})),
+            ]),
             card: "# renewal",
             window_from: d("2021-04-01"),
             window_to: d("2024-12-31"),
@@ -259,8 +263,21 @@ async fn models_lists_registered_versions_with_their_metrics() {
     assert_eq!(m["name"], "renewal");
     assert_eq!(m["trainingWindow"], json!({"from": "2021-04-01", "to": "2024-12-31"}));
     assert_eq!(m["dataDate"], "2025-12-31");
-    assert_eq!(m["metrics"], json!({"model": {"roc_auc": 0.81}}));
+    // Its own figures only: two tenants contributed, fewer than the 5 the pool needs.
+    assert_eq!(
+        m["metrics"],
+        json!({"tenant": {"model": {"roc_auc": 0.74}, "rows": 4}, "pooled": null, "contributing_tenants": 2, "min_tenants": 5})
+    );
     assert_eq!(m["version"].as_str().unwrap().len(), "20261123T160501123Z".len());
+    // t2 sees its own, whatever it asks.
+    let (_, _, body) =
+        app.post(Auth::Bearer(TestApp::token("t2", &["analytics:read"])), "{ models { metrics } }", json!({})).await;
+    assert_eq!(
+        body["data"]["models"][0]["metrics"]["tenant"],
+        json!({"model": {"roc_auc": 0.93}, "rows": 1}),
+        "{body}"
+    );
+    assert_eq!(body["data"]["models"][0]["metrics"]["pooled"], Value::Null);
 }
 
 #[tokio::test]
@@ -490,4 +507,190 @@ async fn train_and_score_a_generated_book_end_to_end() {
             assert!(checked > 0, "no agency checked");
         }
     }
+}
+
+/// POST `query` as `tenant` (a JWT) to the server at `url`; panics on errors.
+async fn graphql_as(url: &str, tenant: &str, query: &str) -> Value {
+    let token = TestApp::token(tenant, &["analytics:read"]);
+    let resp = reqwest::Client::new()
+        .post(format!("{url}/graphql"))
+        .header("Authorization", format!("Bearer {token}"))
+        .json(&json!({ "query": query }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let body: Value = resp.json().await.unwrap();
+    assert!(body.get("errors").is_none(), "{body}");
+    body["data"].clone()
+}
+
+fn close(a: &Value, b: f64) -> bool {
+    a.as_f64().is_some_and(|a| (a - b).abs() <= 1e-12 * b.abs().max(1.0))
+}
+
+/// `cip train` over a generated lake of three tenants, then the real server:
+/// each tenant's `models { metrics }` is its own evaluation, equal to figures
+/// worked out for that tenant alone from the lake (its test and fit examples
+/// and their renewal rates by SQL over its policies; its forecast backtest
+/// from the `forecast_accuracy` rows of its own series), differs from the
+/// other tenants', and carries no pooled figure with fewer than 5 tenants.
+#[tokio::test(flavor = "multi_thread")]
+async fn each_tenant_sees_its_own_evaluation_and_no_pool_below_five_tenants() {
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::{Float64Type, Int64Type};
+    use cip::generate::{Format, GenerateOptions, generate};
+    use cip::models::jobs::{self, ScoreOptions, TrainOptions};
+    use cip::pipelines::batch::{IngestOptions, ingest};
+
+    use crate::helpers::{TestLake, sql_at, tenant};
+
+    let t = TestLake::new();
+    let opts = GenerateOptions {
+        out: t.landing_path(),
+        truth: t.lake_path().with_extension("truth"),
+        policies: 6_000,
+        seed: 5,
+        tenants: 3,
+        format: Format::Csv,
+        bad_row_rate: 0.0,
+        start: d("2021-01-01"),
+        end: d("2026-01-01"),
+    };
+    generate(&opts).unwrap();
+    ingest(&t.landing(), &t.lake(), &IngestOptions::default()).await.unwrap();
+    let lake = t.lake();
+    // The test year is 2025 whatever the last generated date.
+    let train_opts = TrainOptions { data_date: Some(d("2025-12-31")), ..Default::default() };
+    let trained = jobs::train(&lake, &train_opts).await.unwrap();
+    assert_eq!(trained.data_date, d("2025-12-31"));
+    jobs::score(&lake, &ScoreOptions { as_of: Some(d("2025-12-31")) }).await.unwrap();
+    let manifest = t.latest().await.unwrap();
+    let tenants = manifest.tenants();
+    assert_eq!(tenants.len(), 3);
+
+    let app = cip::serve::Application::build(cip::config::ServeSettings::test_config(&t.lake_url())).await.unwrap();
+    let url = format!("http://127.0.0.1:{}", app.port());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(app.run_until_stopped(async move {
+        let _ = stopped.await;
+    }));
+
+    // Each tenant's examples (observed 90 days before expiration, effective and not cancelled by then; renewed
+    // = a later term names it), its test year (expirations in 2025) and its fit rows (expirations up to
+    // 2024-09-30, observed at least 365 days after the tenant's first effective date), by SQL.
+    let by_sql = "with r as (select distinct renewal_of as id from policies where renewal_of is not null and renewal_of <> policy_id),
+        e as (select p.expiration_date as exp, p.expiration_date - interval '90 days' as as_of,
+                     case when r.id is null then 0 else 1 end as renewed
+              from policies p left join r on r.id = p.policy_id
+              where p.effective_date <= p.expiration_date - interval '90 days'
+                and (p.cancellation_date is null or p.cancellation_date > p.expiration_date - interval '90 days')
+                and p.expiration_date <= date '2025-12-31'),
+        s as (select min(effective_date) + interval '365 days' as ripe from policies)
+        select cast(count(*) as bigint),
+          cast(sum(case when exp > date '2024-12-31' then 1 else 0 end) as bigint),
+          cast(sum(case when exp > date '2024-12-31' then renewed else 0 end) as bigint),
+          cast(sum(case when exp <= date '2024-09-30' and as_of >= s.ripe then 1 else 0 end) as bigint),
+          cast(sum(case when exp <= date '2024-09-30' and as_of >= s.ripe then renewed else 0 end) as bigint)
+        from e cross join s";
+    let q = "{ models { name metrics } }";
+    let mut seen: Vec<Value> = Vec::new();
+    for tn in &tenants {
+        let data = graphql_as(&url, tn, q).await;
+        let models = data["models"].as_array().unwrap();
+        assert_eq!(models.len(), 2, "{data}");
+        let renewal = &models.iter().find(|m| m["name"] == "renewal").unwrap()["metrics"];
+        let forecast = &models.iter().find(|m| m["name"] == "revenue_forecast").unwrap()["metrics"];
+        for m in [renewal, forecast] {
+            // Three tenants: the pooled figures are withheld, and the count says why.
+            assert_eq!(m["pooled"], Value::Null, "{m}");
+            assert_eq!(m["contributing_tenants"], 3);
+            assert_eq!(m["min_tenants"], 5);
+            assert_eq!(m["tenant"]["tenant_id"], tn.as_str());
+        }
+
+        let b = sql_at(&lake, &manifest, tenant(tn), by_sql).await;
+        let c = |k: usize| b[0].column(k).as_primitive::<Int64Type>().value(0);
+        let (rows, test, test_renewed, fit, fit_renewed) = (c(0), c(1), c(2), c(3), c(4));
+        assert!(test > 100 && fit > 100, "{tn}: test {test}, fit {fit}");
+        let own = &renewal["tenant"];
+        assert_eq!(own["rows"], rows, "{tn}");
+        assert_eq!(own["evaluation"]["test"]["rows"], test, "{tn}");
+        assert!(close(&own["evaluation"]["test"]["renewal_rate"], test_renewed as f64 / test as f64), "{tn}: {own}");
+        assert_eq!(own["evaluation"]["fit"]["rows"], fit, "{tn}");
+        assert!(close(&own["evaluation"]["fit"]["renewal_rate"], fit_renewed as f64 / fit as f64), "{tn}");
+        // The reliability table counts exactly its test examples; the "overall rate" baseline predicts its own
+        // fit renewal rate for every one, so its one filled bin holds them all and observes its test rate.
+        let bins = |s: &Value| -> Vec<i64> {
+            s["reliability"].as_array().unwrap().iter().map(|b| b["count"].as_i64().unwrap()).collect()
+        };
+        assert_eq!(bins(&own["model"]).iter().sum::<i64>(), test);
+        assert!(close(&own["baseline_overall"]["mean_predicted"], fit_renewed as f64 / fit as f64), "{tn}");
+        let filled: Vec<&Value> = own["baseline_overall"]["reliability"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|b| b["count"].as_i64().unwrap() > 0)
+            .collect();
+        assert_eq!(filled.len(), 1);
+        assert_eq!(filled[0]["count"], test);
+        assert!(close(&filled[0]["observed_rate"], test_renewed as f64 / test as f64));
+        assert!(own.get("served").unwrap().get("coefficients").is_none());
+
+        // The forecast: its total's backtest is the tenant-scope row of `forecast_accuracy`; its agency MASE is
+        // the mean over its agencies' rows.
+        let acc = sql_at(
+            &lake,
+            &manifest,
+            tenant(tn),
+            "select arrow_cast(bucket, 'Utf8'), mase, wape, coverage80 from forecast_accuracy where scope = 'tenant'",
+        )
+        .await;
+        let mut buckets = 0;
+        for batch in &acc {
+            for r in 0..batch.num_rows() {
+                let bucket = batch.column(0).as_string::<i32>().value(r);
+                let f = |k: usize| batch.column(k).as_primitive::<Float64Type>().value(r);
+                assert!(batch.column(1).is_valid(r) && batch.column(3).is_valid(r));
+                let m = &forecast["tenant"]["scopes"]["tenant"]["buckets"][bucket]["model"];
+                assert!(
+                    close(&m["mase"], f(1)) && close(&m["wape"], f(2)) && close(&m["coverage80"], f(3)),
+                    "{tn} {bucket}: {m}"
+                );
+                buckets += 1;
+            }
+        }
+        assert_eq!(buckets, 3, "{tn}");
+        let agencies = sql_at(
+            &lake,
+            &manifest,
+            tenant(tn),
+            "select arrow_cast(bucket, 'Utf8'), avg(mase), cast(count(mase) as bigint) from forecast_accuracy
+             where scope = 'agency' and mase is not null group by bucket",
+        )
+        .await;
+        let mut checked = 0;
+        for batch in &agencies {
+            for r in 0..batch.num_rows() {
+                let bucket = batch.column(0).as_string::<i32>().value(r);
+                let m = &forecast["tenant"]["scopes"]["agency"]["buckets"][bucket]["model"];
+                let mean = batch.column(1).as_primitive::<Float64Type>().value(r);
+                assert!(m["mase"].as_f64().is_some_and(|v| (v - mean).abs() < 1e-9), "{tn} {bucket}: {m} vs {mean}");
+                assert_eq!(m["series_with_mase"], batch.column(2).as_primitive::<Int64Type>().value(r));
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 3, "{tn}");
+        // Nothing of another tenant: no id of theirs anywhere in the answer.
+        let text = data.to_string();
+        for other in tenants.iter().filter(|o| *o != tn) {
+            assert!(!text.contains(&format!("\"{other}\"")), "{tn} sees {other}");
+        }
+        seen.push(json!({"renewal": own, "forecast": forecast["tenant"]}));
+    }
+    // Different tenants, different figures.
+    assert_ne!(seen[0]["renewal"]["evaluation"]["test"], seen[1]["renewal"]["evaluation"]["test"]);
+    assert_ne!(seen[0]["renewal"]["model"], seen[1]["renewal"]["model"]);
+    assert_ne!(seen[0]["forecast"]["scopes"], seen[1]["forecast"]["scopes"]);
+    let _ = stop.send(());
 }

@@ -121,9 +121,17 @@ impl Backtest {
     /// Per published scope and bucket: mean and median of the series' MASE,
     /// pooled WAPE and coverage, for the model and both baselines.
     pub fn summary(&self, panel: &Panel) -> Value {
+        self.summary_of(panel, None)
+    }
+
+    /// [`summary`](Self::summary) over the series of one tenant (index into
+    /// `panel.tenants`), or of all with `None`.
+    pub fn summary_of(&self, panel: &Panel, tenant: Option<usize>) -> Value {
         let mut scopes = serde_json::Map::new();
         for kind in PUBLISHED {
-            let series: Vec<usize> = (0..panel.series.len()).filter(|&s| panel.series[s].kind == kind).collect();
+            let series: Vec<usize> = (0..panel.series.len())
+                .filter(|&s| panel.series[s].kind == kind && tenant.is_none_or(|t| panel.series[s].tenant == t))
+                .collect();
             let mut buckets = serde_json::Map::new();
             for (b, name) in BUCKETS.iter().enumerate() {
                 let pick = |f: fn(&Scores) -> &Acc| -> Value {
@@ -162,19 +170,49 @@ impl Backtest {
         Value::Object(scopes)
     }
 
-    /// Pooled 80 % coverage of all forecasts of a kind.
-    pub fn coverage80(&self, panel: &Panel, kind: Kind) -> Option<f64> {
+    /// Pooled 80 % coverage of all forecasts of a kind (of one tenant's
+    /// series with `Some`).
+    pub fn coverage80(&self, panel: &Panel, kind: Kind, tenant: Option<usize>) -> Option<f64> {
         let mut pooled = Acc::default();
-        for s in (0..panel.series.len()).filter(|&s| panel.series[s].kind == kind) {
+        for s in (0..panel.series.len())
+            .filter(|&s| panel.series[s].kind == kind && tenant.is_none_or(|t| panel.series[s].tenant == t))
+        {
             self.scores[s].iter().for_each(|sc| pooled.merge(&sc.model));
         }
         pooled.coverage80()
     }
 
-    pub fn window(&self) -> Option<(String, String)> {
-        let fmt = |m: Month| month_date(m).format("%Y-%m").to_string();
-        Some((fmt(*self.origins.first()?), fmt(*self.origins.last()?)))
+    /// The tenants behind the pooled summary: the fewest whose series were
+    /// scored in any published scope and bucket that has forecasts, and
+    /// never more than the tenants of the panel.
+    pub fn contributing_tenants(&self, panel: &Panel) -> usize {
+        let mut parts: Vec<Vec<&str>> = Vec::new();
+        for kind in PUBLISHED {
+            for b in 0..BUCKETS.len() {
+                parts.push(
+                    (0..panel.series.len())
+                        .filter(|&s| panel.series[s].kind == kind && self.scores[s][b].model.n_intervals > 0)
+                        .map(|s| panel.tenants[panel.series[s].tenant].id.as_str())
+                        .collect(),
+                );
+            }
+        }
+        parts.push(panel.tenants.iter().map(|t| t.id.as_str()).collect());
+        crate::models::registry::contributing_tenants(parts.iter().map(|p| p.iter().copied()))
     }
+
+    /// The origins at which the series of `tenant` were forecast (from its
+    /// total's first month on).
+    pub fn origins_of(&self, panel: &Panel, tenant: usize) -> Vec<Month> {
+        let start = panel.series[panel.tenants[tenant].total].start;
+        self.origins.iter().copied().filter(|&o| o >= start).collect()
+    }
+}
+
+/// The first and last of `origins` as `YYYY-MM`.
+pub fn window_of(origins: &[Month]) -> Option<(String, String)> {
+    let fmt = |m: Month| month_date(m).format("%Y-%m").to_string();
+    Some((fmt(*origins.first()?), fmt(*origins.last()?)))
 }
 
 fn mean(v: &[f64]) -> Option<f64> {

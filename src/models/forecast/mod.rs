@@ -22,6 +22,7 @@ mod series;
 #[cfg(test)]
 mod tests;
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use anyhow::{Result, bail};
@@ -118,7 +119,11 @@ pub struct ForecastModel {
 }
 
 pub struct TrainReport {
+    /// The backtest over all tenants' series (with `contributing_tenants`).
     pub metrics: serde_json::Value,
+    /// The same backtest figures over each tenant's own series (its total,
+    /// agencies, agents, carriers and lines), by tenant id.
+    pub metrics_by_tenant: BTreeMap<String, serde_json::Value>,
     pub card: String,
     pub window_from: NaiveDate,
     pub window_to: NaiveDate,
@@ -145,9 +150,17 @@ fn train_with(history: &DataFrame, last_month: NaiveDate, config: &Config) -> Re
     let seconds = started.elapsed().as_secs_f64();
     let window_from = month_date(panel.series.iter().map(|s| s.start).min().expect("series"));
     let metrics = report_metrics(&panel, &bt, &fitted, window_from, last_month, seconds, backtest_seconds);
-    let card = card(&metrics, &fitted);
+    let metrics_by_tenant = tenant_metrics(&panel, &bt, &fitted, last_month);
+    let mut card = card(&metrics, &fitted);
+    card.push_str(&format!(
+        "\nBacktest per tenant: `metrics_by_tenant.json` ({} tenants), the same figures over each tenant's own series; \
+         a tenant sees the pooled figures above only where at least {} tenants contribute ({} do).\n",
+        metrics_by_tenant.len(),
+        crate::models::registry::MIN_TENANTS,
+        metrics["contributing_tenants"],
+    ));
     let model = ForecastModel { trained_to: month_date(panel.last), fitted, accuracy };
-    Ok((model, TrainReport { metrics, card, window_from, window_to: month_date(panel.last) }))
+    Ok((model, TrainReport { metrics, metrics_by_tenant, card, window_from, window_to: month_date(panel.last) }))
 }
 
 impl ForecastModel {
@@ -221,6 +234,41 @@ fn reconciled_at_last(fitted: &Fitted, panel: &Panel, h: u32) -> Vec<i64> {
     cents
 }
 
+/// What the model is, in words: the same for the pool and every tenant.
+fn method(fitted: &Fitted) -> serde_json::Value {
+    json!({
+        "learner": "linfa-elasticnet ridge (l1_ratio 0), one per horizon 1-12 and modelled kind (agency, agent-in-agency, carrier, line), global across series, level-scaled features",
+        "penalty": fitted.config.penalty,
+        "features": features::NAMES,
+        "reconciliation": if fitted.config.cross { "middle-out: agencies direct; tenant = sum of agencies; agents = agency x share of their own forecasts; carriers and lines = tenant x share" } else { "middle-out: agencies direct; tenant = sum of agencies; agents = agency x share of their own forecasts; carriers and lines unreconciled" },
+        "intervals": format!("quantiles 2.5/10/90/97.5 % of in-sample errors of the reconciled forecasts of the last {} origins, per scope and horizon (pooled with neighbouring horizons), divided by each series' seasonal-naive MAE", model::INTERVAL_WINDOW),
+        "damped_trend": "Holt damped trend on additive-deseasonalised data; alpha, beta, phi chosen per series and origin from a grid by one-step SSE",
+    })
+}
+
+/// The backtest's settings and window.
+fn backtest_json(origins: &[series::Month]) -> serde_json::Value {
+    let (from, to) = backtest::window_of(origins).unzip();
+    json!({
+        "origins_from": from,
+        "origins_to": to,
+        "origins": origins.len(),
+        "horizons": HORIZON,
+        "mase_scale": "in-sample seasonal naive (lag 12) MAE of the data up to each origin",
+        "scope_mase": "mean over series of each series' MASE (median beside it); WAPE and coverage pooled",
+    })
+}
+
+/// The agency targets, from a `scopes` summary and the agencies' 80 % coverage.
+fn targets(scopes: &serde_json::Value, cov: Option<f64>) -> serde_json::Value {
+    let agency = |b: &str, what: &str| scopes["agency"]["buckets"][b]["model"][what].as_f64();
+    json!({
+        "agency_mase_1_3": { "value": agency("1-3", "mase"), "target": "<= 0.9", "met": agency("1-3", "mase").is_some_and(|v| v <= 0.9) },
+        "agency_mase_7_12": { "value": agency("7-12", "mase"), "target": "< 1.0", "met": agency("7-12", "mase").is_some_and(|v| v < 1.0) },
+        "agency_coverage80": { "value": cov, "target": "0.75..=0.85", "met": cov.is_some_and(|v| (0.75..=0.85).contains(&v)) },
+    })
+}
+
 fn report_metrics(
     panel: &Panel,
     bt: &backtest::Backtest,
@@ -231,9 +279,7 @@ fn report_metrics(
     backtest_seconds: f64,
 ) -> serde_json::Value {
     let scopes = bt.summary(panel);
-    let agency = |b: &str, what: &str| scopes["agency"]["buckets"][b]["model"][what].as_f64();
-    let cov = bt.coverage80(panel, Kind::Agency);
-    let (bt_from, bt_to) = bt.window().unzip();
+    let cov = bt.coverage80(panel, Kind::Agency, None);
     let coefficients: serde_json::Map<String, serde_json::Value> = fitted
         .models
         .iter()
@@ -248,33 +294,46 @@ fn report_metrics(
         "model": MODEL_NAME,
         "training_window": { "from": window_from.to_string(), "to": last_month.to_string() },
         "tenants": panel.tenants.len(),
+        "contributing_tenants": bt.contributing_tenants(panel),
         "series": panel.series.iter().filter(|s| s.kind.scope().is_some()).count(),
-        "method": {
-            "learner": "linfa-elasticnet ridge (l1_ratio 0), one per horizon 1-12 and modelled kind (agency, agent-in-agency, carrier, line), global across series, level-scaled features",
-            "penalty": fitted.config.penalty,
-            "features": features::NAMES,
-            "reconciliation": if fitted.config.cross { "middle-out: agencies direct; tenant = sum of agencies; agents = agency x share of their own forecasts; carriers and lines = tenant x share" } else { "middle-out: agencies direct; tenant = sum of agencies; agents = agency x share of their own forecasts; carriers and lines unreconciled" },
-            "intervals": format!("quantiles 2.5/10/90/97.5 % of in-sample errors of the reconciled forecasts of the last {} origins, per scope and horizon (pooled with neighbouring horizons), divided by each series' seasonal-naive MAE", model::INTERVAL_WINDOW),
-            "damped_trend": "Holt damped trend on additive-deseasonalised data; alpha, beta, phi chosen per series and origin from a grid by one-step SSE",
-        },
-        "backtest": {
-            "origins_from": bt_from,
-            "origins_to": bt_to,
-            "origins": bt.origins.len(),
-            "horizons": HORIZON,
-            "mase_scale": "in-sample seasonal naive (lag 12) MAE of the data up to each origin",
-            "scope_mase": "mean over series of each series' MASE (median beside it); WAPE and coverage pooled",
-        },
+        "method": method(fitted),
+        "backtest": backtest_json(&bt.origins),
+        "targets": targets(&scopes, cov),
         "scopes": scopes,
-        "targets": {
-            "agency_mase_1_3": { "value": agency("1-3", "mase"), "target": "<= 0.9", "met": agency("1-3", "mase").is_some_and(|v| v <= 0.9) },
-            "agency_mase_7_12": { "value": agency("7-12", "mase"), "target": "< 1.0", "met": agency("7-12", "mase").is_some_and(|v| v < 1.0) },
-            "agency_coverage80": { "value": cov, "target": "0.75..=0.85", "met": cov.is_some_and(|v| (0.75..=0.85).contains(&v)) },
-        },
         "coefficients_h1": coefficients,
         "train_seconds": seconds,
         "backtest_seconds": backtest_seconds,
     })
+}
+
+/// The figures of [`report_metrics`] over each tenant's own series: its
+/// backtest origins, scopes, targets and training window; no model
+/// parameter and no count of other tenants' series.
+fn tenant_metrics(
+    panel: &Panel,
+    bt: &backtest::Backtest,
+    fitted: &Fitted,
+    last_month: NaiveDate,
+) -> BTreeMap<String, serde_json::Value> {
+    let mut out = BTreeMap::new();
+    for (ti, t) in panel.tenants.iter().enumerate() {
+        let scopes = bt.summary_of(panel, Some(ti));
+        let cov = bt.coverage80(panel, Kind::Agency, Some(ti));
+        let series = panel.series.iter().filter(|s| s.tenant == ti && s.kind.scope().is_some()).count();
+        let from = month_date(panel.series[t.total].start);
+        let figures = json!({
+            "model": MODEL_NAME,
+            "tenant_id": t.id,
+            "training_window": { "from": from.to_string(), "to": last_month.to_string() },
+            "series": series,
+            "method": method(fitted),
+            "backtest": backtest_json(&bt.origins_of(panel, ti)),
+            "targets": targets(&scopes, cov),
+            "scopes": scopes,
+        });
+        out.insert(t.id.clone(), figures);
+    }
+    out
 }
 
 fn card(metrics: &serde_json::Value, fitted: &Fitted) -> String {

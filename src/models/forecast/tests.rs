@@ -421,3 +421,58 @@ fn a_five_month_history_is_forecast_by_its_recent_level_with_fallback_intervals(
     }
     assert!(model.forecast(&df, ymd(2025, 5), 13).is_err());
 }
+
+#[test]
+fn each_tenant_gets_the_backtest_of_its_own_series() {
+    // t1: the known book; t2: agencies A and B only, three times as large, from 2022 on.
+    let mut rows = Vec::new();
+    for m in month_of(ymd(2020, 1))..=month_of(ymd(2024, 12)) {
+        let [a, b, c] = known(m);
+        let d = month_date(m);
+        let round = |v: f64| (v * 100.0).round() / 100.0;
+        rows.push(("t1", d, "AG-1", "C-1", Some("A"), Some("auto"), round(a * 0.6)));
+        rows.push(("t1", d, "AG-2", "C-2", Some("A"), Some("home"), round(a * 0.4)));
+        rows.push(("t1", d, "AG-3", "C-1", Some("B"), Some("home"), round(b)));
+        rows.push(("t1", d, "AG-5", "C-1", Some("C"), Some("auto"), round(c)));
+        if m >= month_of(ymd(2022, 1)) {
+            rows.push(("t2", d, "Z-1", "C-9", Some("A"), Some("auto"), round(3.0 * a + 7.0 * f64::from(m % 5))));
+            rows.push(("t2", d, "Z-2", "C-9", Some("B"), Some("home"), round(3.0 * b)));
+        }
+    }
+    let df = frame(&rows);
+    let (model, report) = train(&df, ymd(2024, 12)).unwrap();
+    let (pooled, by) = (&report.metrics, &report.metrics_by_tenant);
+    assert_eq!(pooled["contributing_tenants"], 2);
+    assert_eq!(by.keys().collect::<Vec<_>>(), ["t1", "t2"]);
+    // Each tenant's scope figures are those of its own series' accuracy rows
+    // (the rows the API serves per series): the tenant's total alone, and the
+    // mean MASE of its agencies.
+    for t in ["t1", "t2"] {
+        let f = &by[t];
+        assert_eq!(f["tenant_id"], t);
+        for b in BUCKETS {
+            let own: Vec<&AccuracyRow> =
+                model.accuracy().iter().filter(|r| r.tenant_id == t && r.bucket == b).collect();
+            let total = own.iter().find(|r| r.scope == SeriesScope::Tenant).unwrap();
+            let m = &f["scopes"]["tenant"]["buckets"][b]["model"];
+            assert_eq!(m["mase"].as_f64(), total.mase, "{t} {b}");
+            assert_eq!(m["wape"].as_f64(), total.wape, "{t} {b}");
+            assert_eq!(m["coverage80"].as_f64(), total.coverage80, "{t} {b}");
+            let agencies: Vec<f64> =
+                own.iter().filter(|r| r.scope == SeriesScope::Agency).filter_map(|r| r.mase).collect();
+            let mean = agencies.iter().sum::<f64>() / agencies.len() as f64;
+            let got = f["scopes"]["agency"]["buckets"][b]["model"]["mase"].as_f64().unwrap();
+            assert!(close(got, mean, 1e-12), "{t} {b}: {got} vs {mean}");
+            assert_eq!(f["scopes"]["agency"]["buckets"][b]["model"]["series_with_mase"], agencies.len());
+        }
+        assert!(f.get("coefficients_h1").is_none() && f.get("tenants").is_none(), "no pooled figure per tenant");
+    }
+    assert_eq!(by["t1"]["scopes"]["agency"]["series"], 3);
+    assert_eq!(by["t2"]["scopes"]["agency"]["series"], 2);
+    assert_eq!(by["t1"]["training_window"]["from"], "2020-01-01");
+    assert_eq!(by["t2"]["training_window"]["from"], "2022-01-01");
+    // t2 starts in 2022: it was forecast only from its first month on.
+    assert!(by["t2"]["backtest"]["origins"].as_u64().unwrap() <= pooled["backtest"]["origins"].as_u64().unwrap());
+    assert_ne!(by["t1"]["scopes"]["tenant"], by["t2"]["scopes"]["tenant"]);
+    assert!(report.card.contains("Backtest per tenant"), "{}", report.card);
+}
