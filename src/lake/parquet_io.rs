@@ -96,14 +96,7 @@ pub async fn read(
     path: &Path,
     columns: Option<&[&str]>,
 ) -> Result<Vec<RecordBatch>, ParquetError> {
-    let bytes = store
-        .get(path)
-        .await
-        .map_err(|e| ParquetError::External(Box::new(e)))?
-        .bytes()
-        .await
-        .map_err(|e| ParquetError::External(Box::new(e)))?;
-    let mut builder = ParquetRecordBatchReaderBuilder::try_new(bytes)?;
+    let mut builder = ParquetRecordBatchReaderBuilder::try_new(fetch(store, path).await?)?;
     if let Some(cols) = columns {
         let mask = ProjectionMask::columns(builder.parquet_schema(), cols.iter().copied());
         builder = builder.with_projection(mask);
@@ -115,12 +108,11 @@ pub async fn read(
 /// its first file is committed; the file is fetched whole (lake files are
 /// bounded by the part size).
 pub async fn read_schema(store: &Arc<dyn ObjectStore>, path: &Path) -> Result<SchemaRef, ParquetError> {
-    let bytes = store
-        .get(path)
-        .await
-        .map_err(|e| ParquetError::External(Box::new(e)))?
-        .bytes()
-        .await
-        .map_err(|e| ParquetError::External(Box::new(e)))?;
-    Ok(ParquetRecordBatchReaderBuilder::try_new(bytes)?.schema().clone())
+    Ok(ParquetRecordBatchReaderBuilder::try_new(fetch(store, path).await?)?.schema().clone())
+}
+
+/// A whole file from the store.
+async fn fetch(store: &Arc<dyn ObjectStore>, path: &Path) -> Result<Bytes, ParquetError> {
+    let get = store.get(path).await.map_err(|e| ParquetError::External(Box::new(e)))?;
+    get.bytes().await.map_err(|e| ParquetError::External(Box::new(e)))
 }

@@ -369,28 +369,13 @@ async fn another_tenant_sees_only_its_own_scores_forecasts_and_feed() {
 async fn train_and_score_a_generated_book_end_to_end() {
     use arrow::array::{AsArray, RecordBatch};
     use arrow::datatypes::{Date32Type, Decimal128Type, Float64Type, Int64Type};
-    use cip::generate::{Format, GenerateOptions, generate};
     use cip::models::jobs::{self, ScoreOptions, TrainOptions};
     use cip::models::renewal::{self, RenewalModel};
-    use cip::pipelines::batch::{IngestOptions, ingest};
     use std::collections::HashMap;
 
-    use crate::helpers::{TestLake, sql_at, tenant};
+    use crate::helpers::{sql_at, tenant};
 
-    let t = TestLake::new();
-    let opts = GenerateOptions {
-        out: t.landing_path(),
-        truth: t.lake_path().with_extension("truth"),
-        policies: 6_000,
-        seed: 11,
-        tenants: 2,
-        format: Format::Csv,
-        bad_row_rate: 0.0,
-        start: d("2021-01-01"),
-        end: d("2026-01-01"),
-    };
-    generate(&opts).unwrap();
-    ingest(&t.landing(), &t.lake(), &IngestOptions::default()).await.unwrap();
+    let t = generated_lake(11, 2).await;
     let lake = t.lake();
 
     let trained = jobs::train(&lake, &TrainOptions::default()).await.unwrap();
@@ -539,26 +524,11 @@ fn close(a: &Value, b: f64) -> bool {
 async fn each_tenant_sees_its_own_evaluation_and_no_pool_below_five_tenants() {
     use arrow::array::{Array, AsArray};
     use arrow::datatypes::{Float64Type, Int64Type};
-    use cip::generate::{Format, GenerateOptions, generate};
     use cip::models::jobs::{self, ScoreOptions, TrainOptions};
-    use cip::pipelines::batch::{IngestOptions, ingest};
 
-    use crate::helpers::{TestLake, sql_at, tenant};
+    use crate::helpers::{sql_at, tenant};
 
-    let t = TestLake::new();
-    let opts = GenerateOptions {
-        out: t.landing_path(),
-        truth: t.lake_path().with_extension("truth"),
-        policies: 6_000,
-        seed: 5,
-        tenants: 3,
-        format: Format::Csv,
-        bad_row_rate: 0.0,
-        start: d("2021-01-01"),
-        end: d("2026-01-01"),
-    };
-    generate(&opts).unwrap();
-    ingest(&t.landing(), &t.lake(), &IngestOptions::default()).await.unwrap();
+    let t = generated_lake(5, 3).await;
     let lake = t.lake();
     // The test year is 2025 whatever the last generated date.
     let train_opts = TrainOptions { data_date: Some(d("2025-12-31")), ..Default::default() };
@@ -693,4 +663,26 @@ async fn each_tenant_sees_its_own_evaluation_and_no_pool_below_five_tenants() {
     assert_ne!(seen[0]["renewal"]["model"], seen[1]["renewal"]["model"]);
     assert_ne!(seen[0]["forecast"]["scopes"], seen[1]["forecast"]["scopes"]);
     let _ = stop.send(());
+}
+
+/// A generated book of 6,000 policy terms over 2021–2025 (clean), ingested.
+async fn generated_lake(seed: u64, tenants: usize) -> crate::helpers::TestLake {
+    use cip::generate::{Format, GenerateOptions, generate};
+    use cip::pipelines::batch::{IngestOptions, ingest};
+
+    let t = crate::helpers::TestLake::new();
+    let opts = GenerateOptions {
+        out: t.landing_path(),
+        truth: t.lake_path().with_extension("truth"),
+        policies: 6_000,
+        seed,
+        tenants,
+        format: Format::Csv,
+        bad_row_rate: 0.0,
+        start: d("2021-01-01"),
+        end: d("2026-01-01"),
+    };
+    generate(&opts).unwrap();
+    ingest(&t.landing(), &t.lake(), &IngestOptions::default()).await.unwrap();
+    t
 }
