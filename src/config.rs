@@ -139,7 +139,12 @@ impl ServeSettings {
 
     pub fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(self.max_concurrent_queries > 0, "max_concurrent_queries must be at least 1");
-        anyhow::ensure!(self.rate_per_sec > 0.0 && self.rate_burst >= 1.0, "rate limits must be positive");
+        anyhow::ensure!(
+            (0.001..=1e6).contains(&self.rate_per_sec) && (1.0..=1e6).contains(&self.rate_burst),
+            "rate limits: 0.001 to 1e6 requests/s, a burst of 1 to 1e6"
+        );
+        anyhow::ensure!(self.cache_entries >= 1, "the result cache needs at least one entry");
+        anyhow::ensure!(self.max_body_bytes >= 1024, "max body bytes: at least 1024");
         anyhow::ensure!(self.query_timeout_ms > 0, "query timeout must be positive");
         self.as_of_time()?;
         Ok(())

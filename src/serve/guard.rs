@@ -143,7 +143,12 @@ pub async fn admit(state: &AppState, headers: &HeaderMap, permission: &str) -> R
         let msg = format!("this credential lacks the {permission} permission");
         return Err(ApiError::new(StatusCode::FORBIDDEN, Code::Forbidden, msg));
     }
-    state.limiter.check(&principal.subject).map_err(ApiError::rate_limited)?;
+    // Buckets are per tenant and subject: two tenants' users named alike
+    // (JWT `sub`) never share one.
+    state
+        .limiter
+        .check(&format!("{}\u{0}{}", principal.tenant_id, principal.subject))
+        .map_err(ApiError::rate_limited)?;
     match state.view(&principal.tenant_id).await {
         Ok(Some((view, industry))) => Ok(Admitted { principal, view, industry }),
         Ok(None) => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, Code::NotReady, "no snapshot published yet")),
@@ -153,9 +158,12 @@ pub async fn admit(state: &AppState, headers: &HeaderMap, permission: &str) -> R
 
 /// Run `work` in a concurrency slot on the engine's runtime, within the
 /// per-request deadline (which includes the wait for the slot): 503
-/// `TIMEOUT` when no slot frees in time, `TIMEOUT` with `overrun_status`
-/// when the work overruns (GraphQL answers 200 with the error in its body;
-/// downloads 503) — the work is then aborted. Engine time goes to the stats.
+/// `TIMEOUT` with `Retry-After` when no slot frees in time, `TIMEOUT` with
+/// `overrun_status` when the work overruns (GraphQL answers 200 with the
+/// error in its body; downloads 503). The slot and the deadline travel with
+/// the engine task, and the task is aborted when the request goes away
+/// (a client disconnects, a WebSocket operation is stopped): work never
+/// outlives its slot. Engine time goes to the stats.
 pub async fn in_slot<F>(state: &AppState, overrun_status: StatusCode, work: F) -> Result<F::Output, ApiError>
 where
     F: Future + Send + 'static,
@@ -163,23 +171,44 @@ where
 {
     let timeout = state.settings.query_timeout();
     let deadline = tokio::time::Instant::now() + timeout;
-    let busy =
-        || ApiError::new(StatusCode::SERVICE_UNAVAILABLE, Code::Timeout, "server busy: no query slot free in time");
     let permit = match tokio::time::timeout_at(deadline, state.slots.clone().acquire_owned()).await {
         Ok(Ok(p)) => p,
-        _ => return Err(busy()),
+        _ => {
+            let busy = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                Code::Timeout,
+                "server busy: no query slot free in time",
+            );
+            return Err(ApiError { retry_after: Some(1), ..busy });
+        }
     };
     let started = Instant::now();
-    let mut task = state.engine.spawn(work);
-    let result = tokio::time::timeout_at(deadline, &mut task).await;
-    drop(permit);
+    let task = AbortOnDrop(state.engine.spawn(async move {
+        let _slot = permit;
+        tokio::time::timeout_at(deadline, work).await
+    }));
+    let result = task.join().await;
     state.stats.engine_seconds_micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
     match result {
         Ok(Ok(output)) => Ok(output),
-        Ok(Err(join)) => Err(ApiError::internal(format!("engine task failed: {join}"))),
-        Err(_) => {
-            task.abort();
+        Ok(Err(_elapsed)) => {
             Err(ApiError::new(overrun_status, Code::Timeout, format!("query exceeded {} ms", timeout.as_millis())))
         }
+        Err(join) => Err(ApiError::internal(format!("engine task failed: {join}"))),
+    }
+}
+
+/// An engine task that is aborted if its request is dropped before it ends.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> AbortOnDrop<T> {
+    async fn join(mut self) -> Result<T, tokio::task::JoinError> {
+        (&mut self.0).await
+    }
+}
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort(); // a no-op once the task has finished
     }
 }

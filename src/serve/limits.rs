@@ -4,6 +4,9 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+/// Buckets kept before full ones are dropped.
+const MAX_BUCKETS: usize = 10_000;
+
 pub struct RateLimiter {
     rate_per_sec: f64,
     burst: f64,
@@ -18,6 +21,14 @@ impl RateLimiter {
     /// Take a token for `who` at `now`; when empty, how long until one is back.
     pub fn check_at(&self, who: &str, now: Instant) -> Result<(), Duration> {
         let mut buckets = self.buckets.lock().expect("rate limiter lock");
+        // A bucket that has refilled holds no state worth keeping: drop those
+        // when the map grows, so distinct callers cannot grow it for ever.
+        if buckets.len() >= MAX_BUCKETS {
+            let (rate, burst) = (self.rate_per_sec, self.burst);
+            buckets.retain(|_, (tokens, last)| {
+                *tokens + now.saturating_duration_since(*last).as_secs_f64() * rate < burst
+            });
+        }
         let (tokens, last) = buckets.entry(who.to_string()).or_insert((self.burst, now));
         let refill = now.saturating_duration_since(*last).as_secs_f64() * self.rate_per_sec;
         *tokens = (*tokens + refill).min(self.burst);

@@ -73,19 +73,21 @@ async fn respond(state: &AppState, headers: &HeaderMap, file: &str) -> Result<Re
     let saved = store.get(&view.tenant, id).await.map_err(ApiError::internal)?.ok_or_else(|| not_found(file))?;
     let spec = ReportSpec::from_stored(&saved.definition)
         .map_err(|e| ApiError::internal(format!("saved report {id} no longer validates: {e}")))?;
-    let work = async move { run(&view, &spec).await };
-    let table = guard::in_slot(state, StatusCode::SERVICE_UNAVAILABLE, work).await?.map_err(ApiError::internal)?;
+    // The report and, for Parquet, its encoding run in the slot, within the deadline.
+    let work = async move {
+        let table = run(&view, &spec).await.map_err(ApiError::internal)?;
+        let parquet = match format {
+            Format::Parquet => Some(parquet_bytes(&table).map_err(ApiError::internal)?),
+            Format::Csv => None,
+        };
+        Ok::<_, ApiError>((table, parquet))
+    };
+    let (table, parquet) = guard::in_slot(state, StatusCode::SERVICE_UNAVAILABLE, work).await??;
 
     let total_rows = table.total_rows;
-    let (content_type, body) = match format {
-        Format::Csv => ("text/csv; charset=utf-8", Body::from_stream(csv_stream(table))),
-        Format::Parquet => {
-            let bytes = tokio::task::spawn_blocking(move || parquet_bytes(&table))
-                .await
-                .map_err(ApiError::internal)?
-                .map_err(ApiError::internal)?;
-            ("application/vnd.apache.parquet", Body::from(bytes))
-        }
+    let (content_type, body) = match parquet {
+        None => ("text/csv; charset=utf-8", Body::from_stream(csv_stream(table))),
+        Some(bytes) => ("application/vnd.apache.parquet", Body::from(bytes)),
     };
     let mut response = body.into_response();
     let h = response.headers_mut();

@@ -9,6 +9,9 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use super::guard::ApiError;
 
+/// How long a request body may take to arrive.
+pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Limits on a request's size, from the server settings.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestLimits {
@@ -24,10 +27,17 @@ pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(ApiError::too_large(limit));
     }
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(ApiError::too_large(limit)),
-        Err(_) => Err(ApiError::bad_input("the request body could not be read")),
+    // A client that trickles its body does not hold a connection and a
+    // buffer for ever.
+    match tokio::time::timeout(BODY_READ_TIMEOUT, Limited::new(body, limit).collect()).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(ApiError::too_large(limit)),
+        Ok(Err(_)) => Err(ApiError::bad_input("the request body could not be read")),
+        Err(_) => Err(ApiError::new(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            crate::graphql::errors::Code::Timeout,
+            format!("the request body did not arrive within {} s", BODY_READ_TIMEOUT.as_secs()),
+        )),
     }
 }
 
@@ -60,11 +70,12 @@ pub fn check_query(query: &str, limits: &RequestLimits) -> Result<(), ApiError> 
 /// whitespace, commas or comments (insignificant in GraphQL) give the same
 /// canonical text; a difference inside a string literal does not vanish.
 pub fn canonical(query: &str) -> String {
-    let mut out = String::with_capacity(query.len());
-    for (i, t) in tokens(query).enumerate() {
-        if i > 0 {
-            out.push('\u{1}');
-        }
+    // Length-prefixed tokens: no character inside a token can pass for a
+    // boundary between two.
+    let mut out = String::with_capacity(query.len() + 8);
+    for t in tokens(query) {
+        out.push_str(&t.len().to_string());
+        out.push(':');
         out.push_str(t);
     }
     out

@@ -187,6 +187,11 @@ impl Executor for GuardedExecutor {
     }
 }
 
+/// How long a WebSocket may stay open without a valid `connection_init`.
+const WS_INIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Keep-alive of graphql-ws connections: unanswered pings close them.
+const WS_KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// GraphQL over WebSocket (graphql-ws and the older
 /// subscriptions-transport-ws). Credentials come from the upgrade request's
 /// headers or, for browsers that cannot set them, from the
@@ -205,9 +210,13 @@ pub async fn graphql_ws(
         .max_message_size(limit)
         .max_frame_size(limit)
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
-        .on_upgrade(move |stream| {
+        .on_upgrade(move |stream| async move {
             let executor = GuardedExecutor { state: state.clone() };
-            GraphQLWebSocket::new(stream, executor, protocol)
+            // A connection that never sends a valid connection_init is dropped
+            // after WS_INIT_TIMEOUT; an idle one that stops answering pings too.
+            let (initialised, init_seen) = tokio::sync::oneshot::channel::<()>();
+            let serve = GraphQLWebSocket::new(stream, executor, protocol)
+                .keepalive_timeout(WS_KEEPALIVE)
                 .on_connection_init(move |payload| async move {
                     let mut headers = headers;
                     for (name, key) in [
@@ -228,9 +237,16 @@ pub async fn graphql_ws(
                     }
                     let mut data = Data::default();
                     data.insert(WsCredentials(headers));
+                    let _ = initialised.send(());
                     Ok(data)
                 })
-                .serve()
+                .serve();
+            tokio::pin!(serve);
+            tokio::select! {
+                _ = &mut serve => return,
+                seen = tokio::time::timeout(WS_INIT_TIMEOUT, init_seen) => if !matches!(seen, Ok(Ok(()))) { return },
+            }
+            serve.await
         })
         .into_response()
 }

@@ -85,10 +85,20 @@ impl ResultCache {
 
     /// `query` is parsed into its tokens (see [`request::canonical`]), so
     /// layout does not split entries and literals never merge them.
+    ///
+    /// Fields are length-prefixed (no separator can be forged inside one),
+    /// and the hash is seeded with a secret drawn at start-up, so that no
+    /// client can aim for another entry's key.
     pub fn key(version: u64, tenant: &str, query: &str, operation: Option<&str>, variables: &str) -> u128 {
+        static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+        let seed = *SEED.get_or_init(rand::random);
         let canonical = request::canonical(query);
-        let text = format!("{version}\u{0}{tenant}\u{0}{canonical}\u{0}{}\u{0}{variables}", operation.unwrap_or(""));
-        xxhash_rust::xxh3::xxh3_128(text.as_bytes())
+        let mut text = Vec::with_capacity(canonical.len() + variables.len() + 64);
+        for field in [version.to_string().as_str(), tenant, &canonical, operation.unwrap_or(""), variables] {
+            text.extend_from_slice(&(field.len() as u64).to_le_bytes());
+            text.extend_from_slice(field.as_bytes());
+        }
+        xxhash_rust::xxh3::xxh3_128_with_seed(&text, seed)
     }
 
     pub fn get(&self, key: u128) -> Option<bytes::Bytes> {

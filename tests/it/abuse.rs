@@ -284,3 +284,28 @@ async fn production_settings_refuse_the_test_secret() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 401);
 }
+
+#[tokio::test]
+async fn rate_limit_buckets_are_per_tenant_and_subject() {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+    let app = TestApp::spawn_with(|s| ServeSettings { rate_per_sec: 0.01, rate_burst: 2.0, ..s }).await;
+    // Two tenants' identity providers both call their user "admin".
+    let token = |tenant: &str| {
+        let claims = cip::auth::jwt::Claims {
+            sub: "admin".into(),
+            tenant_id: tenant.into(),
+            permissions: vec!["analytics:read".into()],
+            exp: (chrono::Utc::now().timestamp() + 600) as u64,
+        };
+        encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(b"test-secret")).unwrap()
+    };
+    let q = "{ carriers { id } }";
+    for expected in [200, 200, 429] {
+        let (status, _, _) = app.post(Auth::Bearer(token("t1")), q, json!({})).await;
+        assert_eq!(status, expected);
+    }
+    // t1's "admin" spent its own bucket, not t2's.
+    let (status, _, body) = app.post(Auth::Bearer(token("t2")), q, json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["carriers"], json!([{"id": "K1"}]));
+}
