@@ -163,6 +163,10 @@ pub enum LakeAction {
         /// List what would be deleted, delete nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Allow a retention under 24 hours (files an ingest is still
+        /// writing, or a server still serving, may then go).
+        #[arg(long)]
+        force: bool,
     },
     /// Every version of the lake: when, which operation, what it changed.
     History,
@@ -393,7 +397,12 @@ async fn lake_command(action: LakeAction, url: &str) -> anyhow::Result<()> {
                 None => println!("nothing to compact ({} files)", r.files_before),
             }
         }
-        LakeAction::Vacuum { retain_hours, dry_run } => {
+        LakeAction::Vacuum { retain_hours, dry_run, force } => {
+            anyhow::ensure!(
+                retain_hours >= 24 || force || dry_run,
+                "a retention under 24 hours can delete files that a running ingest or server still needs: \
+                 add --force if nothing else uses the lake"
+            );
             let deleted = maintenance::vacuum(&lake, retain_hours, dry_run).await?;
             for p in &deleted {
                 println!("{p}");

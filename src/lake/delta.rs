@@ -55,9 +55,9 @@ pub fn commit_path(table: &str, version: u64) -> String {
 fn delta_type(data_type: &DataType) -> Option<String> {
     Some(match data_type {
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "string".into(),
-        DataType::Int64 | DataType::UInt32 => "long".into(),
-        DataType::Int32 | DataType::UInt16 => "integer".into(),
-        DataType::Int16 | DataType::UInt8 => "short".into(),
+        DataType::Int64 => "long".into(),
+        DataType::Int32 => "integer".into(),
+        DataType::Int16 => "short".into(),
         DataType::Int8 => "byte".into(),
         DataType::Float64 => "double".into(),
         DataType::Float32 => "float".into(),
@@ -132,7 +132,10 @@ pub fn commit_entry(c: &TableCommit<'_>) -> Result<String, DeltaError> {
     lines.push(json!({ "commitInfo": {
         "timestamp": c.timestamp_ms,
         "operation": c.operation,
-        "operationParameters": { "mode": "Append", "partitionBy": format!("[\"{PARTITION_COLUMN}\"]") },
+        "operationParameters": {
+            "mode": if c.removed.is_empty() { "Append" } else { "Overwrite" },
+            "partitionBy": format!("[\"{PARTITION_COLUMN}\"]"),
+        },
         "engineInfo": concat!("cip/", env!("CARGO_PKG_VERSION")),
         "isBlindAppend": c.removed.is_empty(),
         "operationMetrics": {
@@ -163,6 +166,7 @@ pub fn commit_entry(c: &TableCommit<'_>) -> Result<String, DeltaError> {
             "extendedFileMetadata": true,
             "partitionValues": { PARTITION_COLUMN: f.tenant_id },
             "size": f.bytes,
+            "tags": {},
         }}));
     }
     for f in c.added.iter().filter(|f| !removed.contains(f.path.as_str())) {

@@ -218,6 +218,54 @@ pub async fn migrate(lake: &Location, run_id: &str) -> Result<Option<u64>, Maint
     let bytes = lake.store.get(&newest.1).await?.bytes().await?;
     let old: Manifest =
         serde_json::from_slice(&bytes).map_err(|e| SnapshotError::Corrupt(newest.1.to_string(), e.to_string()))?;
+    // Files of the old format stored row hashes as UInt64, which Delta
+    // cannot declare: those files are rewritten with the hash's Int64 bits.
+    let mut tables = Tables::new();
+    for (table, files) in &old.tables {
+        let mut next = Vec::with_capacity(files.len());
+        for f in files {
+            next.push(int64_row_hashes(lake, f).await?);
+        }
+        tables.insert(table.clone(), next);
+    }
     let op = Operation { name: "migrate", run_id, data_change: true };
-    Ok(Some(snapshot::publish(lake, &Manifest::empty(), &old.tables, op).await?))
+    Ok(Some(snapshot::publish(lake, &Manifest::empty(), &tables, op).await?))
+}
+
+/// `f` itself, or a copy beside it whose `_row_hash` column holds the
+/// UInt64 hashes' bits as Int64.
+async fn int64_row_hashes(lake: &Location, f: &DataFile) -> Result<DataFile, MaintenanceError> {
+    use arrow::array::{Array, ArrayRef, Int64Array, RecordBatch, UInt64Array};
+    use arrow::datatypes::{DataType, Field, Schema};
+    let parquet_err = |source| MaintenanceError::Parquet { path: f.path.clone(), source };
+    let schema = parquet_io::read_schema(&lake.store, &lake.child(&f.path)).await.map_err(parquet_err)?;
+    let Ok(i) = schema.index_of(crate::contract::ROW_HASH_COLUMN) else { return Ok(f.clone()) };
+    if schema.field(i).data_type() != &DataType::UInt64 {
+        return Ok(f.clone());
+    }
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(
+            |(j, field)| {
+                if j == i { field.as_ref().clone().with_data_type(DataType::Int64) } else { field.as_ref().clone() }
+            },
+        )
+        .collect();
+    let new_schema = std::sync::Arc::new(Schema::new(fields));
+    let mut batches = Vec::new();
+    for b in parquet_io::read(&lake.store, &lake.child(&f.path), None).await.map_err(parquet_err)? {
+        let hashes = b.column(i).as_any().downcast_ref::<UInt64Array>().expect("a UInt64 column");
+        let bits: ArrayRef =
+            std::sync::Arc::new(Int64Array::from_iter_values(hashes.values().iter().map(|h| *h as i64)));
+        let mut columns = b.columns().to_vec();
+        columns[i] = bits;
+        batches.push(RecordBatch::try_new(new_schema.clone(), columns).map_err(|e| parquet_err(e.into()))?);
+    }
+    let rel = f.path.replace(".parquet", "-delta.parquet");
+    let bytes = parquet_io::encode(new_schema, &batches).map_err(parquet_err)?;
+    let size = bytes.len() as u64;
+    lake.store.put(&lake.child(&rel), bytes.into()).await?;
+    Ok(DataFile { path: rel, bytes: size, ..f.clone() })
 }

@@ -137,6 +137,11 @@ pub enum SnapshotError {
     OldFormat,
     #[error("no lake version {0}")]
     NoSuchVersion(u64),
+    #[error(
+        "table {table} has a Delta version {version} that no lake version wrote: another tool wrote its log; \
+         the lake is written only by cip (remove that entry, or restore the table's _delta_log from a backup)"
+    )]
+    Foreign { table: String, version: u64 },
     #[error(transparent)]
     Delta(#[from] DeltaError),
     #[error("reading table {table} at Delta version {version}: {source}")]
@@ -193,32 +198,45 @@ pub async fn read_commit(lake: &Location, version: u64) -> Result<LakeCommit, Sn
     serde_json::from_slice(&bytes).map_err(|e| SnapshotError::Corrupt(name, e.to_string()))
 }
 
-/// Write the Delta commit entries a lake commit holds that are not there yet.
+/// Write the Delta commit entries a lake commit holds that are not there
+/// yet. Looks before it writes, so a reader with read-only credentials can
+/// read a version whose entries are in place.
 async fn roll_forward(lake: &Location, commit: &LakeCommit) -> Result<(), SnapshotError> {
     for (table, state) in &commit.tables {
         let Some(entry) = &state.entry else { continue };
         let path = lake.child(&delta::commit_path(table, state.delta_version));
-        let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
-        match lake.store.put_opts(&path, entry.clone().into_bytes().into(), opts).await {
-            Ok(_) => {}
-            // Rolled forward by another process: it must be these very bytes,
-            // or something other than a lake commit wrote this table's log.
-            Err(object_store::Error::AlreadyExists { .. }) => {
-                let there = lake.store.get(&path).await?.bytes().await?;
-                if there.as_ref() != entry.as_bytes() {
-                    return Err(SnapshotError::Corrupt(
-                        delta::commit_path(table, state.delta_version),
-                        format!(
-                            "differs from lake version {}: the table's log was written outside cip",
-                            commit.version
-                        ),
-                    ));
+        for attempt in 0..5u32 {
+            match lake.store.get(&path).await {
+                Ok(found) => {
+                    // Written by another process: it must be these very bytes,
+                    // or something other than a lake commit wrote this log.
+                    let there = found.bytes().await?;
+                    if there.as_ref() != entry.as_bytes() {
+                        return Err(foreign(table, state.delta_version));
+                    }
+                    break;
                 }
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
             }
-            Err(e) => return Err(e.into()),
+            let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
+            match lake.store.put_opts(&path, entry.clone().into_bytes().into(), opts).await {
+                Ok(_) => break,
+                // S3 answers overlapping conditional puts with 409, which
+                // object_store reports as "exists" before the object does:
+                // look again after a moment.
+                Err(object_store::Error::AlreadyExists { .. }) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(20 << attempt)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
     }
     Ok(())
+}
+
+fn foreign(table: &str, version: u64) -> SnapshotError {
+    SnapshotError::Foreign { table: table.to_string(), version }
 }
 
 /// The lake at `version`: each table's live files at its pinned Delta version.
@@ -365,6 +383,20 @@ pub async fn publish(
         created_at: chrono::DateTime::from_timestamp_millis(ts).unwrap_or_default().to_rfc3339(),
         tables: states,
     };
+    // A Delta version that this commit would write but that exists already
+    // was written by another tool: refuse before any lake commit names it.
+    for (table, state) in commit.tables.iter().filter(|(_, s)| s.entry.is_some()) {
+        match lake.store.head(&lake.child(&delta::commit_path(table, state.delta_version))).await {
+            // Unless a newer lake version wrote it: then this is a lost race.
+            Ok(_) => match lake.store.head(&lake.child(&commit_name(version))).await {
+                Ok(_) => return Err(SnapshotError::Conflict(version)),
+                Err(object_store::Error::NotFound { .. }) => return Err(foreign(table, state.delta_version)),
+                Err(e) => return Err(e.into()),
+            },
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
     let body = serde_json::to_vec(&commit).expect("lake commit serialises");
     let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
     match lake.store.put_opts(&lake.child(&commit_name(version)), body.into(), opts).await {
@@ -372,11 +404,17 @@ pub async fn publish(
         // Ours after all when a retried put found its own first attempt.
         Err(object_store::Error::AlreadyExists { .. }) => match read_commit(lake, version).await {
             Ok(there) if there == commit => {}
-            _ => return Err(SnapshotError::Conflict(version)),
+            Ok(_) => return Err(SnapshotError::Conflict(version)),
+            // Unknown whose it is: never guess "another writer's" (a re-run
+            // would then treat this run's own files as superseded).
+            Err(e) => return Err(e),
         },
         Err(e) => return Err(e.into()),
     }
-    roll_forward(lake, &commit).await?;
+    // Published: the roll-forward is finished by any reader if it fails here.
+    if let Err(e) = roll_forward(lake, &commit).await {
+        tracing::warn!(version, error = %e, "rolling the lake commit forward failed; readers will finish it");
+    }
     for (table, state) in commit.tables.iter().filter(|(_, s)| s.entry.is_some()) {
         let mut files = tables.get(table).cloned().unwrap_or_default();
         files.sort_by(|a, b| a.path.cmp(&b.path));

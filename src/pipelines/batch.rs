@@ -285,6 +285,11 @@ async fn resolve_all(
         }
         for (part, mask) in parts.iter().zip(&res.staged) {
             let rel = lake.relative(&part.path);
+            // Already referenced (an earlier attempt of this run was published
+            // after all): it must never be deleted as superseded.
+            if base.files(entity.name()).iter().any(|f| f.path == rel) {
+                kept_parts.insert(rel.clone());
+            }
             if mask.iter().all(|k| *k) {
                 changed = true;
                 kept_parts.insert(rel.clone());

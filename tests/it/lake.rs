@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use cip::lake::{delta, maintenance, snapshot};
+use cip::lake::{delta, maintenance, parquet_io, snapshot};
 use cip::pipelines::batch::{FailPoint, IngestOptions, ingest};
 use futures::TryStreamExt;
 use object_store::ObjectStoreExt;
@@ -221,7 +221,15 @@ async fn a_lake_of_the_old_format_is_refused_then_migrated_in_place() {
     let mut tables = BTreeMap::new();
     for (table, files) in &m.tables {
         for f in files {
-            let bytes = lake.store.get(&lake.child(&f.path)).await.unwrap().bytes().await.unwrap();
+            // As the old format wrote them: row hashes as UInt64.
+            let batches = parquet_io::read(&lake.store, &lake.child(&f.path), None).await.unwrap();
+            let bytes = match batches.first() {
+                None => lake.store.get(&lake.child(&f.path)).await.unwrap().bytes().await.unwrap(),
+                Some(_) => {
+                    let batches: Vec<_> = batches.into_iter().map(uint64_row_hashes).collect();
+                    parquet_io::encode(batches[0].schema(), &batches).unwrap()
+                }
+            };
             old_lake.store.put(&old_lake.child(&f.path), bytes.into()).await.unwrap();
         }
         tables.insert(table.clone(), files.clone());
@@ -237,9 +245,34 @@ async fn a_lake_of_the_old_format_is_refused_then_migrated_in_place() {
     assert!(err.to_string().contains("cip lake migrate"), "{err}");
     assert_eq!(maintenance::migrate(&old_lake, "mig").await.unwrap(), Some(1));
     let migrated = old.latest().await.unwrap();
-    assert_eq!(migrated.files("commissions"), m.files("commissions"));
+    // Entity files were rewritten with Int64 hashes; the rows are the same.
+    assert_eq!(migrated.rows("commissions"), m.rows("commissions"));
+    assert!(migrated.files("commissions")[0].path.ends_with("-delta.parquet"), "{:?}", migrated.files("commissions"));
     assert_eq!(gross(&old, &migrated, "t1").await[3], "| 1 | 100.00 |");
     assert_eq!(maintenance::migrate(&old_lake, "again").await.unwrap(), None, "already Delta");
+    // The migrated lake takes upserts (its hashes compare with new rows').
+    old.land("commissions/b.csv", &rows(&[C1_CHANGED, C2]));
+    let report = ingest(&old.landing(), &old_lake, &IngestOptions::default()).await.unwrap();
+    assert_eq!((report.entities["commissions"].upserts.updated, report.entities["commissions"].upserts.new), (1, 1));
+    assert_eq!(gross(&old, &old.latest().await.unwrap(), "t1").await[3], "| 2 | 170.00 |");
+}
+
+#[tokio::test]
+async fn a_log_entry_written_by_another_tool_is_refused_before_any_commit() {
+    let t = TestLake::new();
+    t.land("commissions/a.csv", &rows(&[C1]));
+    run(&t).await;
+    let lake = t.lake();
+    // Another tool appends version 1 to the commissions log.
+    let path = lake.child(&delta::commit_path("commissions", 1));
+    lake.store.put(&path, r#"{"commitInfo":{"operation":"WRITE"}}"#.into()).await.unwrap();
+    t.land("commissions/b.csv", &rows(&[C2]));
+    let err = ingest(&t.landing(), &lake, &IngestOptions::default()).await.unwrap_err();
+    assert!(err.to_string().contains("that no lake version wrote"), "{err}");
+    // No lake version was added, and version 1 is still served as it was.
+    let latest = t.latest().await.unwrap();
+    assert_eq!(latest.version, 1);
+    assert_eq!(gross(&t, &latest, "t1").await[3], "| 1 | 100.00 |");
 }
 
 #[tokio::test]
@@ -276,4 +309,23 @@ async fn the_server_travels_to_an_older_version() {
     }
     // Version 1: 100.00 + 50.00; the newest: 120.00 + 50.00.
     assert_eq!(answers, [(Some(1), Value::from("150.00")), (Some(2), Value::from("170.00"))]);
+}
+
+/// The batch with its `_row_hash` column as UInt64 (the old format's type).
+fn uint64_row_hashes(b: arrow::array::RecordBatch) -> arrow::array::RecordBatch {
+    use arrow::array::{Array, ArrayRef, Int64Array, UInt64Array};
+    use arrow::datatypes::{DataType, Field, Schema};
+    let Ok(i) = b.schema().index_of("_row_hash") else { return b };
+    let fields: Vec<Field> = b
+        .schema()
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(j, f)| if j == i { f.as_ref().clone().with_data_type(DataType::UInt64) } else { f.as_ref().clone() })
+        .collect();
+    let bits = b.column(i).as_any().downcast_ref::<Int64Array>().unwrap();
+    let mut columns = b.columns().to_vec();
+    columns[i] =
+        std::sync::Arc::new(UInt64Array::from_iter_values(bits.values().iter().map(|h| *h as u64))) as ArrayRef;
+    arrow::array::RecordBatch::try_new(std::sync::Arc::new(Schema::new(fields)), columns).unwrap()
 }
