@@ -49,9 +49,9 @@ ENTITIES = ["agencies", "agents", "carriers", "policies", "commissions"]
 
 
 def latest_manifest(lake):
-    path = sorted(glob.glob(os.path.join(lake, "_snapshots", "*.json")))[-1]
-    with open(path) as f:
-        return json.load(f)
+    """The newest lake version's live files, as cip serves them."""
+    out = subprocess.run([os.environ["CIP"], "lake", "files", "--lake", lake], check=True, capture_output=True, text=True)
+    return json.loads(out.stdout)
 
 
 def tenant_files(lake, manifest, tenant):

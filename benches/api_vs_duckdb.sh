@@ -34,10 +34,11 @@ if [ ! -f "$WORK/generated-$POLICIES" ]; then
   "$CIP" generate --out "$WORK/landing" --truth "$WORK/truth" --policies "$POLICIES" --seed 42 --bad-row-rate 0
   touch "$WORK/generated-$POLICIES"
 fi
-if [ ! -f "$WORK/ingested-$POLICIES" ]; then
+# The marker names the lake format: a lake of an older format is rebuilt.
+if [ ! -f "$WORK/ingested-delta-$POLICIES" ]; then
   rm -rf "$WORK/lake" "$WORK/api-key"
   "$CIP" ingest --landing "$WORK/landing" --lake "$WORK/lake" --json > "$WORK/ingest.json"
-  touch "$WORK/ingested-$POLICIES"
+  touch "$WORK/ingested-delta-$POLICIES"
 fi
 
 if [ ! -x "$WORK/venv/bin/python" ]; then
@@ -47,15 +48,15 @@ fi
 PY="$WORK/venv/bin/python"
 
 # The tenant with the most commission rows in the newest snapshot.
-TENANT=$("$PY" - "$WORK/lake" <<'PY'
-import collections, glob, json, os, sys
-manifest = json.load(open(sorted(glob.glob(os.path.join(sys.argv[1], "_snapshots", "*.json")))[-1]))
+export CIP
+TENANT=$("$CIP" lake files --lake "$WORK/lake" | "$PY" -c '
+import collections, json, sys
+manifest = json.load(sys.stdin)
 rows = collections.Counter()
 for f in manifest["tables"]["commissions"]:
     rows[f["tenant_id"]] += f["rows"]
 print(max(sorted(rows), key=lambda t: rows[t]))
-PY
-)
+')
 # One key per lake, kept next to it (keys live in the lake as salted hashes).
 if [ ! -s "$WORK/api-key" ] || [ "$(cat "$WORK/api-key.tenant" 2>/dev/null)" != "$TENANT" ]; then
   "$CIP" keys create --tenant "$TENANT" --env bench --lake "$WORK/lake" > "$WORK/api-key"

@@ -25,13 +25,14 @@ if [ ! -x "$WORK/venv/bin/python" ]; then
   python3 -m venv "$WORK/venv"
   "$WORK/venv/bin/pip" install --quiet aiohttp
 fi
-if [ ! -f "$WORK/ingested-$POLICIES" ]; then
+# The marker names the lake format: a lake of an older format is rebuilt.
+if [ ! -f "$WORK/ingested-delta-$POLICIES" ]; then
   rm -rf "$WORK/landing" "$WORK/truth" "$WORK/lake" "$WORK"/ingested-*
   "$CIP" generate --out "$WORK/landing" --truth "$WORK/truth" --policies "$POLICIES" --seed 11 --bad-row-rate 0 >/dev/null
   "$CIP" ingest --landing "$WORK/landing" --lake "$WORK/lake" --json >/dev/null
-  touch "$WORK/ingested-$POLICIES"
+  touch "$WORK/ingested-delta-$POLICIES"
 fi
-TENANT=$(ls "$WORK/lake/policies" | head -n 1 | sed 's/^tenant_id=//')
+TENANT=$(ls "$WORK/lake/policies" | grep "^tenant_id=" | head -n 1 | sed 's/^tenant_id=//')
 KEY_HTTP=$("$CIP" keys create --lake "$WORK/lake" --tenant "$TENANT" --scopes analytics:read 2>/dev/null)
 KEY_WS=$("$CIP" keys create --lake "$WORK/lake" --tenant "$TENANT" --scopes analytics:read 2>/dev/null)
 
@@ -40,8 +41,9 @@ env -u CIP_JWT_SECRET -u CIP_RATE_PER_SEC -u CIP_RATE_BURST "$CIP" serve --lake 
   > "$WORK/serve.log" 2>&1 &
 SERVER=$!
 trap 'kill $SERVER 2>/dev/null || true' EXIT
-for _ in $(seq 1 100); do
+for i in $(seq 1 100); do
   curl -sf "http://127.0.0.1:$PORT/ready" >/dev/null 2>&1 && break
+  [ "$i" = 100 ] && { echo "the server never became ready: see $WORK/serve.log" >&2; exit 1; }
   sleep 0.2
 done
 "$WORK/venv/bin/python" benches/guard_load.py --url "http://127.0.0.1:$PORT" --pid "$SERVER" \

@@ -19,11 +19,11 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cip-target}"
 cargo build --release --quiet
 CIP="$CARGO_TARGET_DIR/release/cip"
 mkdir -p "$WORK"
-if [ ! -f "$WORK/ingested-$POLICIES" ]; then
+if [ ! -f "$WORK/ingested-delta-$POLICIES" ]; then
   rm -rf "$WORK/landing" "$WORK/truth" "$WORK/lake"
   "$CIP" generate --out "$WORK/landing" --truth "$WORK/truth" --policies "$POLICIES" --seed 42 --bad-row-rate 0
   "$CIP" ingest --landing "$WORK/landing" --lake "$WORK/lake" --json > "$WORK/ingest.json"
-  touch "$WORK/ingested-$POLICIES"
+  touch "$WORK/ingested-delta-$POLICIES"
 fi
 if [ ! -x "$WORK/venv/bin/python" ]; then
   python3 -m venv "$WORK/venv"

@@ -180,6 +180,9 @@ pub enum LakeAction {
     },
     /// Turn a lake of the old manifest format into Delta tables in place.
     Migrate,
+    /// The newest version's live files (JSON: version, tables → files with
+    /// path, tenant_id, rows, bytes), for scripts that read the Parquet files.
+    Files,
 }
 
 #[derive(Subcommand, Debug)]
@@ -451,6 +454,10 @@ async fn lake_command(action: LakeAction, url: &str) -> anyhow::Result<()> {
                     println!("{:<22}{:>6} files{:>10} rows  {}", t.table, t.files, t.rows, sums.join(" "));
                 }
             }
+        }
+        LakeAction::Files => {
+            let manifest = crate::lake::snapshot::latest(&lake).await?.context("the lake has no version yet")?;
+            println!("{}", serde_json::to_string_pretty(&manifest)?);
         }
         LakeAction::Migrate => match maintenance::migrate(&lake, &run_id).await? {
             Some(v) => println!("migrated to Delta tables: lake version {v}"),
