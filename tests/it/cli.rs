@@ -108,3 +108,33 @@ fn keys_are_created_listed_and_revoked_from_the_command_line() {
     assert!(String::from_utf8(out.stdout).unwrap().contains("revoked"));
     assert!(!cip().args(["keys", "revoke", "nosuchid", "--lake"]).arg(&lake).status().unwrap().success());
 }
+
+#[test]
+fn lake_commands_print_history_files_and_stats() {
+    let t = TestLake::new();
+    t.land("carriers/c.csv", "tenant_id,carrier_id,name\nt1,K1,Harbor Mutual\nt2,K1,Plains Casualty\n");
+    let ingest =
+        cip().args(["ingest", "--json", "--landing"]).arg(t.landing_path()).arg("--lake").arg(t.lake_url()).output();
+    assert!(ingest.unwrap().status.success());
+    let run = |args: &[&str]| {
+        let out = cip().args(["lake"]).args(args).arg("--lake").arg(t.lake_url()).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let history = run(&["history"]);
+    let line = history.lines().nth(1).expect("one version");
+    assert!(line.trim_start().starts_with("1 ") && line.contains(" ingest "), "{history}");
+    assert!(line.contains("carriers@0 (2, 2)"), "{history}");
+    let files: serde_json::Value = serde_json::from_str(&run(&["files"])).unwrap();
+    assert_eq!(files["version"], 1);
+    let tenants: Vec<&str> =
+        files["tables"]["carriers"].as_array().unwrap().iter().map(|f| f["tenant_id"].as_str().unwrap()).collect();
+    assert_eq!(tenants, ["t1", "t2"]);
+    let stats: serde_json::Value = serde_json::from_str(&run(&["stats", "--json"])).unwrap();
+    assert_eq!(stats["tables"][0]["table"], "carriers");
+    assert_eq!(stats["tables"][0]["rows"], 2);
+    // A short vacuum retention is refused without --force.
+    let out = cip().args(["lake", "vacuum", "--retain-hours", "1", "--lake"]).arg(t.lake_url()).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--force"));
+}
