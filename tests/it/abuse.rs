@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
+use crate::helpers::{JsonBody, json_of};
 use crate::serve::{Auth, BOOK, TestApp};
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -101,7 +102,7 @@ async fn clients_cannot_inflate_or_inject_into_metrics() {
     let app = TestApp::spawn().await;
     let client = reqwest::Client::new();
     let post = |body: Value, key: Option<String>| {
-        let mut r = client.post(format!("{}/graphql", app.url)).json(&body);
+        let mut r = client.post(format!("{}/graphql", app.url)).json_body(&body);
         if let Some(k) = key {
             r = r.header("X-API-Key", k);
         }
@@ -157,7 +158,7 @@ async fn the_feed_downloads_and_graphql_wait_for_a_slot_within_the_deadline() {
     let resp = get("/feeds/renewals.csv?from=2024-01-01&to=2026-01-01").await.unwrap();
     let waited = started.elapsed();
     assert_eq!(resp.status().as_u16(), 503);
-    let body: Value = resp.json().await.unwrap();
+    let body: Value = json_of(resp).await;
     assert_eq!(body["errors"][0]["extensions"]["code"], "TIMEOUT", "{body}");
     assert_eq!(body["errors"][0]["message"], "server busy: no query slot free in time");
     assert!(waited >= std::time::Duration::from_millis(300), "{waited:?}");
@@ -241,19 +242,19 @@ async fn request_hygiene_on_size_batches_and_tokens() {
     let big = json!({"query": format!("{{ agencies {{ id }} }} # {}", "x".repeat(5000))}).to_string();
     let r = send(big).await.unwrap();
     assert_eq!(r.status().as_u16(), 413);
-    assert_eq!(code(&r.json().await.unwrap()).as_deref(), Some("TOO_LARGE"));
+    assert_eq!(code(&json_of(r).await).as_deref(), Some("TOO_LARGE"));
     // A batch is refused.
     let r =
         send(json!([{"query": "{ agencies { id } }"}, {"query": "{ carriers { id } }"}]).to_string()).await.unwrap();
     assert_eq!(r.status().as_u16(), 400);
-    let body: Value = r.json().await.unwrap();
+    let body: Value = json_of(r).await;
     assert_eq!(code(&body).as_deref(), Some("BAD_INPUT"));
     assert!(body["errors"][0]["message"].as_str().unwrap().starts_with("batched operations are not supported"));
     // Over the token count: 20 aliased fields of 6 tokens each.
     let many: String = (0..20).map(|i| format!("a{i}: agencies {{ id }} ")).collect();
     let r = send(json!({"query": format!("{{ {many} }}")}).to_string()).await.unwrap();
     assert_eq!(r.status().as_u16(), 400);
-    let body: Value = r.json().await.unwrap();
+    let body: Value = json_of(r).await;
     assert_eq!(body["errors"][0]["message"], "query over 50 tokens");
     // Not JSON at all.
     let r = send("query { agencies { id } }".into()).await.unwrap();
@@ -278,7 +279,7 @@ async fn production_settings_refuse_the_test_secret() {
     let r = reqwest::Client::new()
         .post(&url)
         .bearer_auth(token)
-        .json(&json!({"query": "{ agencies { id } }"}))
+        .json_body(&json!({"query": "{ agencies { id } }"}))
         .send()
         .await
         .unwrap();

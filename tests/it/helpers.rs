@@ -76,3 +76,23 @@ pub async fn sql_at(lake: &Location, manifest: &Manifest, scope: Scope, sql: &st
 pub fn tenant(t: &str) -> Scope {
     Scope::Tenant(t.to_string())
 }
+
+/// JSON bodies for reqwest without its `json` feature: that feature would
+/// give the test build a reqwest (and so object_store, parquet, DataFusion,
+/// deltalake) compiled with other features than the demo's build, and the
+/// README's second command would compile the whole stack a second time.
+pub trait JsonBody {
+    fn json_body(self, body: &serde_json::Value) -> Self;
+}
+
+impl JsonBody for reqwest::RequestBuilder {
+    fn json_body(self, body: &serde_json::Value) -> Self {
+        self.header("content-type", "application/json").body(serde_json::to_vec(body).expect("JSON serialises"))
+    }
+}
+
+/// A response body as JSON; panics (failing the test) when it is not JSON.
+pub async fn json_of(resp: reqwest::Response) -> serde_json::Value {
+    let bytes = resp.bytes().await.expect("response body");
+    serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&bytes)))
+}

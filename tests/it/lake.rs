@@ -11,7 +11,7 @@ use futures::TryStreamExt;
 use object_store::ObjectStoreExt;
 use serde_json::Value;
 
-use crate::helpers::{TestLake, sql_at, tenant};
+use crate::helpers::{JsonBody, TestLake, json_of, sql_at, tenant};
 
 const HEADER: &str = "tenant_id,commission_id,policy_id,agent_id,carrier_id,transaction_date,kind,premium_amount,commission_rate,gross_commission,agent_commission,agency_commission";
 
@@ -298,13 +298,12 @@ async fn the_server_travels_to_an_older_version() {
         let body: Value = reqwest::Client::new()
             .post(&url)
             .header("X-API-Key", &key)
-            .json(&serde_json::json!({ "query": q }))
+            .json_body(&serde_json::json!({ "query": q }))
             .send()
             .await
+            .map(json_of)
             .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .await;
         answers.push((state.version(), body["data"]["report"]["rows"][0]["values"][0]["amount"].clone()));
     }
     // Version 1: 100.00 + 50.00; the newest: 120.00 + 50.00.

@@ -13,6 +13,7 @@ use cip::models::scores::{self, ScoredRow};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
+use crate::helpers::{JsonBody, json_of};
 use crate::serve::{Auth, TestApp};
 
 fn d(s: &str) -> NaiveDate {
@@ -500,12 +501,12 @@ async fn graphql_as(url: &str, tenant: &str, query: &str) -> Value {
     let resp = reqwest::Client::new()
         .post(format!("{url}/graphql"))
         .header("Authorization", format!("Bearer {token}"))
-        .json(&json!({ "query": query }))
+        .json_body(&json!({ "query": query }))
         .send()
         .await
         .unwrap();
     assert_eq!(resp.status().as_u16(), 200);
-    let body: Value = resp.json().await.unwrap();
+    let body: Value = json_of(resp).await;
     assert!(body.get("errors").is_none(), "{body}");
     body["data"].clone()
 }

@@ -11,7 +11,7 @@ use cip::serve::Application;
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use serde_json::{Value, json};
 
-use crate::helpers::TestLake;
+use crate::helpers::{JsonBody, TestLake, json_of};
 
 /// Tenant t1: agencies G1 (agents A1, A2, manager M1) and G2 (agent A3);
 /// carriers K1, K2. Tenant t2: one of each, with much larger numbers, so
@@ -113,8 +113,10 @@ impl TestApp {
 
     /// POST a query; returns the HTTP status, the Retry-After header and the body.
     pub async fn post(&self, auth: Auth<'_>, query: &str, variables: Value) -> (u16, Option<String>, Value) {
-        let mut req =
-            self.client.post(format!("{}/graphql", self.url)).json(&json!({ "query": query, "variables": variables }));
+        let mut req = self
+            .client
+            .post(format!("{}/graphql", self.url))
+            .json_body(&json!({ "query": query, "variables": variables }));
         req = match auth {
             Auth::None => req,
             Auth::Key(k) => req.header("X-API-Key", k),
@@ -123,7 +125,7 @@ impl TestApp {
         let resp = req.send().await.unwrap();
         let status = resp.status().as_u16();
         let retry = resp.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
-        (status, retry, resp.json().await.unwrap())
+        (status, retry, json_of(resp).await)
     }
 
     /// Query as tenant t1 (API key); panics on errors.
