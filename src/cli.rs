@@ -292,6 +292,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let lake = store::open(&lake)?;
             match action {
                 KeysAction::Create { tenant, scopes, env } => {
+                    crate::contract::check_tenant_id(&tenant)
+                        .map_err(|why| anyhow::anyhow!("--tenant {tenant:?}: {why}"))?;
                     let (key, stored) = keys::create(&lake, &tenant, scopes.into_iter().collect(), &env).await?;
                     println!("{key}");
                     eprintln!(

@@ -46,7 +46,9 @@ impl JwtVerifier {
             _ => AuthError::Invalid,
         })?;
         let c = data.claims;
-        if c.tenant_id.is_empty() {
+        // The tenant names lake directories: a token for an id the landing
+        // would refuse can name no data, and must not reach a path.
+        if crate::contract::check_tenant_id(&c.tenant_id).is_err() {
             return Err(AuthError::Invalid);
         }
         Ok(Principal {

@@ -136,6 +136,10 @@ pub fn verify(keys: &HashMap<String, StoredKey>, presented: &str) -> Result<Prin
     if stored.revoked_at.is_some() {
         return Err(AuthError::Revoked);
     }
+    // A record edited by hand to a tenant id the lake cannot hold.
+    if crate::contract::check_tenant_id(&stored.tenant_id).is_err() {
+        return Err(AuthError::Invalid);
+    }
     Ok(Principal {
         subject: format!("api-key:{}", stored.id),
         tenant_id: stored.tenant_id.clone(),

@@ -25,6 +25,9 @@ pub const ROW_HASH_COLUMN: &str = "_row_hash";
 /// What a cell holds, and so how it is parsed and stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
+    /// A tenant id (see [`check_tenant_id`]): it names a directory of the
+    /// lake, so only a few safe characters.
+    TenantId,
     /// Free text, trimmed.
     Text,
     /// Text from an open set (e.g. `line_of_business`): unknown values are
@@ -45,7 +48,7 @@ pub enum Kind {
 impl Kind {
     pub fn data_type(self) -> DataType {
         match self {
-            Kind::Text | Kind::OpenEnum | Kind::Enum(_) | Kind::Month => DataType::Utf8,
+            Kind::TenantId | Kind::Text | Kind::OpenEnum | Kind::Enum(_) | Kind::Month => DataType::Utf8,
             Kind::Date => DataType::Date32,
             Kind::Money => DataType::Decimal128(MONEY_PRECISION, MONEY_SCALE),
             Kind::Rate => DataType::Decimal128(RATE_PRECISION, RATE_SCALE),
@@ -76,10 +79,11 @@ pub const POLICY_STATUSES: &[&str] = &["active", "cancelled", "expired"];
 pub const COMMISSION_KINDS: &[&str] = &["new", "renewal", "chargeback", "override", "adjustment"];
 pub const COMMISSION_STATUSES: &[&str] = &["expected", "paid"];
 
-const AGENCIES: &[Column] = &[req("tenant_id", Text), req("agency_id", Text), req("name", Text), opt("state", Text)];
+const AGENCIES: &[Column] =
+    &[req("tenant_id", TenantId), req("agency_id", Text), req("name", Text), opt("state", Text)];
 
 const AGENTS: &[Column] = &[
-    req("tenant_id", Text),
+    req("tenant_id", TenantId),
     req("agent_id", Text),
     req("agency_id", Text),
     req("name", Text),
@@ -92,10 +96,10 @@ const AGENTS: &[Column] = &[
     opt("termination_date", Date),
 ];
 
-const CARRIERS: &[Column] = &[req("tenant_id", Text), req("carrier_id", Text), req("name", Text)];
+const CARRIERS: &[Column] = &[req("tenant_id", TenantId), req("carrier_id", Text), req("name", Text)];
 
 const COMMISSION_SCHEDULES: &[Column] = &[
-    req("tenant_id", Text),
+    req("tenant_id", TenantId),
     req("carrier_id", Text),
     req("line_of_business", OpenEnum),
     req("kind", Enum(SCHEDULE_KINDS)),
@@ -105,7 +109,7 @@ const COMMISSION_SCHEDULES: &[Column] = &[
 ];
 
 const POLICIES: &[Column] = &[
-    req("tenant_id", Text),
+    req("tenant_id", TenantId),
     req("policy_id", Text),
     req("policy_number", Text),
     req("agency_id", Text),
@@ -124,7 +128,7 @@ const POLICIES: &[Column] = &[
 ];
 
 const COMMISSIONS: &[Column] = &[
-    req("tenant_id", Text),
+    req("tenant_id", TenantId),
     req("commission_id", Text),
     req("policy_id", Text),
     req("agent_id", Text),
@@ -142,7 +146,7 @@ const COMMISSIONS: &[Column] = &[
 ];
 
 const STATEMENT_LINES: &[Column] = &[
-    req("tenant_id", Text),
+    req("tenant_id", TenantId),
     req("statement_id", Text),
     req("line_id", Text),
     req("carrier_id", Text),
@@ -279,6 +283,8 @@ pub enum RejectCode {
     /// The record itself could not be read (bad CSV quoting, wrong number of
     /// fields, invalid JSON or UTF-8).
     MalformedRecord,
+    /// A `tenant_id` outside the rule of [`check_tenant_id`].
+    InvalidTenantId,
 }
 
 impl RejectCode {
@@ -293,8 +299,29 @@ impl RejectCode {
             RejectCode::DuplicateKeyConflict => "duplicate_key_conflict",
             RejectCode::InconsistentRow => "inconsistent_row",
             RejectCode::MalformedRecord => "malformed_record",
+            RejectCode::InvalidTenantId => "invalid_tenant_id",
         }
     }
+}
+
+/// Longest tenant id accepted.
+pub const TENANT_ID_MAX_LEN: usize = 64;
+
+/// The rule for tenant ids, on every door that names a tenant (landing rows,
+/// API keys, tokens): 1 to 64 ASCII letters, digits, `_`, `-` or `.`,
+/// starting with a letter or digit. A tenant id is a directory name of the
+/// lake (`tenant_id=<id>/`, the Delta partition value) and part of object
+/// store paths, so `/`, `..`, `%`, `=` or spaces would otherwise reach a
+/// path, or be escaped differently by different readers.
+pub fn check_tenant_id(id: &str) -> Result<(), String> {
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
+    if id.is_empty() || id.len() > TENANT_ID_MAX_LEN {
+        return Err(format!("a tenant id has 1 to {TENANT_ID_MAX_LEN} characters"));
+    }
+    if !id.starts_with(|c: char| c.is_ascii_alphanumeric()) || !id.chars().all(ok_char) {
+        return Err("a tenant id is letters, digits, '_', '-' or '.', starting with a letter or digit".into());
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -312,6 +339,16 @@ mod tests {
         }
         assert_eq!(Entity::Commissions.key_indices(), vec![1]);
         assert_eq!(Entity::StatementLines.key_indices(), vec![1, 2]);
+    }
+
+    #[test]
+    fn tenant_ids_are_safe_directory_names() {
+        for ok in ["t1", "acme-west", "A.B_c-9", &"x".repeat(64)] {
+            assert_eq!(check_tenant_id(ok), Ok(()), "{ok}");
+        }
+        for bad in ["", "..", ".hidden", "-x", "a/b", "a%2Fb", "a b", "a=b", "ü", "a~", &"x".repeat(65)] {
+            assert!(check_tenant_id(bad).is_err(), "{bad:?} accepted");
+        }
     }
 
     #[test]

@@ -137,6 +137,9 @@ pub fn parse_money(s: &str) -> Result<Decimal, DecimalError> {
 pub fn parse_cell<'a>(kind: Kind, raw: &'a str) -> Result<Value<'a>, (RejectCode, String)> {
     match kind {
         Kind::Text | Kind::OpenEnum => Ok(Value::Str(raw)),
+        Kind::TenantId => {
+            super::check_tenant_id(raw).map(|()| Value::Str(raw)).map_err(|why| (RejectCode::InvalidTenantId, why))
+        }
         Kind::Enum(allowed) => allowed
             .iter()
             .find(|a| a.eq_ignore_ascii_case(raw))

@@ -450,3 +450,44 @@ async fn json_lines_have_no_header_and_bad_content_is_never_silent() {
         vec!["commissions/a.jsonl", "commissions/b.jsonl", "commissions/b.jsonl"]
     );
 }
+
+#[tokio::test]
+async fn a_tenant_id_that_is_no_safe_directory_name_is_rejected_and_the_rest_lands() {
+    let t = TestLake::new();
+    // Lines 2–7: only t1 and t-2.b are tenant ids the lake can hold.
+    t.land(
+        "agencies/agencies.csv",
+        "tenant_id,agency_id,name,state\nt1,G1,North,OH\n../t2,G1,Up,OH\na/b,G1,Slash,OH\nt 3,G1,Space,OH\nt%2F,G1,Escaped,OH\nt-2.b,G1,Dotted,TX\n",
+    );
+    let report = run(&t).await.unwrap();
+    let a = &report.entities["agencies"];
+    assert_eq!((a.read, a.landed, a.rejected), (6, 2, 4));
+    let reasons: Vec<(&str, u64)> = a.rejected_by_reason.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    assert_eq!(reasons, vec![("invalid_tenant_id", 4)]);
+    // No directory but the two valid tenants' was written under the table.
+    let lake = t.lake();
+    let mut dirs: Vec<String> = lake
+        .store
+        .list(Some(&lake.child("agencies")))
+        .map_ok(|m| lake.relative(&m.location))
+        .try_collect::<Vec<_>>()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|p| !p.contains("_delta_log"))
+        .map(|p| p.rsplit_once('/').unwrap().0.to_string())
+        .collect();
+    dirs.sort();
+    dirs.dedup();
+    assert_eq!(dirs, vec!["agencies/tenant_id=t-2.b", "agencies/tenant_id=t1"]);
+    assert_batches_eq!(
+        [
+            "+-----------+-------+",
+            "| agency_id | name  |",
+            "+-----------+-------+",
+            "| G1        | North |",
+            "+-----------+-------+"
+        ],
+        &t.sql(tenant("t1"), "select agency_id, name from agencies").await
+    );
+}
