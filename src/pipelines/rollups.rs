@@ -50,7 +50,7 @@ async fn build_tenant(
         };
         let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
         // Written even when empty, so that "built" is visible in the manifest.
-        let bytes = parquet_io::encode(schema, &batches)?;
+        let bytes = parquet_io::encode_as(schema, &batches, parquet_io::Layout::Rollup)?;
         let rel = lake::data_file_path(table, tenant, run_id);
         let size = bytes.len() as u64;
         lake.store.put(&lake.child(&rel), bytes.into()).await?;

@@ -442,7 +442,9 @@ pub async fn renewal_rollup(ctx: &SessionContext) -> Result<(SchemaRef, Vec<Reco
             vec![col(EXPIRATION_DATE), col(AGENCY), col(AGENT), col(CARRIER), col(LINE), renewed],
             vec![sum(col(POLICY_WEIGHT)).alias(POLICY_WEIGHT)],
         )?
-        .with_column(CANCELLATION_DATE, lit(ScalarValue::Date32(None)))?;
+        .with_column(CANCELLATION_DATE, lit(ScalarValue::Date32(None)))?
+        // Sorted by date, so that a range reads only its row groups.
+        .sort(vec![col(EXPIRATION_DATE).sort(true, true)])?;
     let schema = Arc::new(df.schema().as_arrow().clone());
     Ok((schema, df.collect().await?))
 }
@@ -472,14 +474,18 @@ async fn raw_commission_facts(ctx: &SessionContext, filters: &Filters) -> Result
 /// under the column names of the raw facts.
 pub async fn commission_rollup(ctx: &SessionContext) -> Result<(SchemaRef, Vec<RecordBatch>), MetricsError> {
     let month = cast(date_trunc(lit("month"), col(TRANSACTION_DATE)), DataType::Date32).alias(TRANSACTION_DATE);
-    let df = raw_commission_facts(ctx, &Filters::default()).await?.aggregate(
-        vec![month, col("kind"), col(AGENT), col(CARRIER), col(AGENCY), col(LINE)],
-        vec![
-            sum(col("premium_amount")).alias("premium_amount"),
-            sum(col("gross_commission")).alias("gross_commission"),
-            sum(col("agent_commission")).alias("agent_commission"),
-        ],
-    )?;
+    let df = raw_commission_facts(ctx, &Filters::default())
+        .await?
+        .aggregate(
+            vec![month, col("kind"), col(AGENT), col(CARRIER), col(AGENCY), col(LINE)],
+            vec![
+                sum(col("premium_amount")).alias("premium_amount"),
+                sum(col("gross_commission")).alias("gross_commission"),
+                sum(col("agent_commission")).alias("agent_commission"),
+            ],
+        )?
+        // Sorted by month, so that a range reads only its row groups.
+        .sort(vec![col(TRANSACTION_DATE).sort(true, true)])?;
     let schema = Arc::new(df.schema().as_arrow().clone());
     Ok((schema, df.collect().await?))
 }
