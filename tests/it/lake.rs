@@ -182,6 +182,59 @@ async fn optimize_compacts_files_without_changing_any_answer() {
     assert_eq!(again.version, None);
 }
 
+/// The answers of a fresh server over `t`'s newest lake version to `queries`
+/// (as tenant t1), with the version it served.
+async fn graphql_answers(t: &TestLake, key: &str, queries: &[&str]) -> (Option<u64>, Vec<Value>) {
+    use cip::config::ServeSettings;
+    use cip::serve::Application;
+    let app = Application::build(ServeSettings::test_config(&t.lake_url())).await.unwrap();
+    let url = format!("http://127.0.0.1:{}/graphql", app.port());
+    let state = app.state();
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    let client = reqwest::Client::new();
+    let mut out = Vec::new();
+    for q in queries {
+        let resp = client.post(&url).header("X-API-Key", key).json_body(&serde_json::json!({ "query": q })).send();
+        let body = json_of(resp.await.unwrap()).await;
+        assert!(body.get("errors").is_none(), "{q}: {body}");
+        out.push(body["data"].clone());
+    }
+    (state.version(), out)
+}
+
+#[tokio::test]
+async fn optimize_changes_no_graphql_answer() {
+    let t = TestLake::new();
+    // Four runs: four files in t1's commissions partition, one row changed.
+    let c3 = "t1,C3,P3,A2,K2,2024-03-01,new,10.00,0.10,1.00,0.40,0.60";
+    for (name, lines) in [("a", vec![C1]), ("b", vec![C2]), ("c", vec![c3]), ("d", vec![C1_CHANGED])] {
+        t.land(&format!("commissions/{name}.csv"), &rows(&lines));
+        run(&t).await;
+    }
+    let scopes = std::collections::BTreeSet::from(["analytics:read".to_string()]);
+    let (key, _) = cip::auth::keys::create(&t.lake(), "t1", scopes, "test").await.unwrap();
+    let queries = [
+        // Whole months (the rollup) and a range of days (the raw facts).
+        r#"{ report(input: {metrics: [GROSS_COMMISSION, AGENT_COMMISSION], dimensions: [AGENT, MONTH], range: {from: "2024-01-01", to: "2025-01-01"}}) { rows { dimensions values { amount } } } }"#,
+        r#"{ report(input: {metrics: [GROSS_COMMISSION], dimensions: [CARRIER], range: {from: "2024-01-10", to: "2024-02-20"}}) { rows { dimensions values { amount } } } }"#,
+        r#"{ leaderboard(by: AGENT, range: {from: "2024-01-01", to: "2025-01-01"}) { rank key value { amount } } }"#,
+        r#"{ trend(metric: GROSS_COMMISSION, range: {from: "2024-01-01", to: "2024-04-01"}, groupBy: CARRIER) { key points { month value { amount } } } }"#,
+    ];
+    let (v_before, before) = graphql_answers(&t, &key, &queries).await;
+    let files_before = t.latest().await.unwrap().tenant_files("commissions", "t1").count();
+    // A1: 120.00 (C1 as changed) + 50.00; A2: 1.00.
+    assert_eq!(before[2]["leaderboard"][0]["value"]["amount"], "170.00");
+    assert_eq!(before[2]["leaderboard"][1]["value"]["amount"], "1.00");
+
+    let report = maintenance::optimize(&t.lake(), None, None, "opt-gql").await.unwrap();
+    let (v_after, after) = graphql_answers(&t, &key, &queries).await;
+    assert_eq!(v_after, report.version);
+    assert!(v_after > v_before, "{v_before:?} → {v_after:?}");
+    let files_after = t.latest().await.unwrap().tenant_files("commissions", "t1").count();
+    assert!(files_after < files_before, "{files_before} → {files_after} files");
+    assert_eq!(after, before);
+}
+
 #[tokio::test]
 async fn tables_are_checkpointed_and_read_back_from_the_checkpoint() {
     let t = TestLake::new();
