@@ -45,7 +45,7 @@ fn dictionary_pays(field: &Field) -> bool {
 /// Rows per row group of a rollup file. Rollups are written sorted by their
 /// date, so a query over a year reads the row groups of that year only
 /// (row-group statistics prune the rest) instead of decoding every month.
-pub const ROLLUP_ROW_GROUP_ROWS: usize = 8 * 1024;
+const ROLLUP_ROW_GROUP_ROWS: usize = 8 * 1024;
 
 /// How a file is laid out: facts in large Snappy row groups; rollups, read
 /// by every dashboard query and small, in small uncompressed row groups
@@ -56,11 +56,7 @@ pub enum Layout {
     Rollup,
 }
 
-pub fn writer_properties(schema: &Schema) -> WriterProperties {
-    writer_properties_with(schema, Layout::Facts)
-}
-
-fn writer_properties_with(schema: &Schema, layout: Layout) -> WriterProperties {
+fn writer_properties(schema: &Schema, layout: Layout) -> WriterProperties {
     let (compression, rows) = match layout {
         Layout::Facts => (Compression::SNAPPY, ROW_GROUP_ROWS),
         Layout::Rollup => (Compression::UNCOMPRESSED, ROLLUP_ROW_GROUP_ROWS),
@@ -84,7 +80,7 @@ impl MemoryParquet {
     }
 
     pub fn with_layout(schema: SchemaRef, layout: Layout) -> Self {
-        let props = writer_properties_with(&schema, layout);
+        let props = writer_properties(&schema, layout);
         let writer =
             ArrowWriter::try_new(Vec::with_capacity(8 << 20), schema, Some(props)).expect("valid writer props");
         MemoryParquet { writer, rows: 0 }
