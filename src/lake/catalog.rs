@@ -22,9 +22,15 @@ pub enum TableKind {
 }
 
 pub const COMMISSIONS_MONTHLY: &str = "commissions_monthly";
+/// `commissions_monthly` without carrier and line: what agent and agency
+/// rankings and KPIs read (a fraction of its rows).
+pub const COMMISSIONS_MONTHLY_BY_AGENT: &str = "commissions_monthly_by_agent";
+/// `commissions_monthly` without agent and agency: carrier and line trends.
+pub const COMMISSIONS_MONTHLY_BY_CARRIER: &str = "commissions_monthly_by_carrier";
 pub const RENEWAL_OUTCOMES: &str = "renewal_outcomes";
 /// Every rollup table.
-pub const ROLLUPS: [&str; 2] = [COMMISSIONS_MONTHLY, RENEWAL_OUTCOMES];
+pub const ROLLUPS: [&str; 4] =
+    [COMMISSIONS_MONTHLY, COMMISSIONS_MONTHLY_BY_AGENT, COMMISSIONS_MONTHLY_BY_CARRIER, RENEWAL_OUTCOMES];
 
 pub const RENEWAL_SCORES: &str = "renewal_scores";
 pub const FORECASTS: &str = "forecasts";
@@ -134,7 +140,7 @@ mod tests {
     #[test]
     fn every_table_has_one_kind_and_fixed_tables_a_schema() {
         let names: Vec<&str> = all_tables().collect();
-        assert_eq!(names.len(), 12);
+        assert_eq!(names.len(), 14);
         for n in &names {
             let kind = kind_of(n).unwrap();
             assert_eq!(schema_of(n).is_some(), kind != TableKind::Rollup, "{n}");

@@ -1,7 +1,7 @@
 //! Derived tables built at publish time, so that hot queries read a few
 //! thousand pre-aggregated rows instead of millions of facts: the monthly
-//! commission and renewal rollups (`query::metrics::{commission_rollup,
-//! renewal_rollup}`).
+//! commission rollups and the renewal rollup
+//! (`query::metrics::{commission_rollups, renewal_rollup}`).
 //!
 //! A tenant's rollup is rebuilt whenever its commissions or policies change
 //! in a run (or it has none yet), from the very files the new snapshot will
@@ -15,7 +15,7 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectStoreExt;
 
 use crate::lake::{self, DataFile, Location, Manifest, parquet_io};
-use crate::query::metrics::{COMMISSION_ROLLUP, commission_rollup, renewal_rollup};
+use crate::query::metrics::{commission_rollups, renewal_rollup};
 
 pub use crate::lake::catalog::ROLLUPS;
 use crate::query::tables::{Scope, register_snapshot};
@@ -31,8 +31,6 @@ pub fn stale_tenants(tables: &BTreeMap<String, Vec<DataFile>>, changed: &BTreeSe
     with_facts.into_iter().filter(|t| changed.contains(t) || complete.iter().any(|c| !c.contains(t))).collect()
 }
 
-/// Rebuild the rollup of `tenants` from `tables` (the next snapshot's
-/// files), writing new files and pointing `tables` at them.
 /// Build and write every rollup of one tenant.
 async fn build_tenant(
     lake: &Location,
@@ -42,12 +40,11 @@ async fn build_tenant(
 ) -> anyhow::Result<Vec<(&'static str, DataFile)>> {
     let ctx = SessionContext::new();
     register_snapshot(&ctx, lake, draft, &Scope::Tenant(tenant.to_string())).await?;
-    let mut out = Vec::with_capacity(ROLLUPS.len());
-    for table in ROLLUPS {
-        let (schema, batches) = match table {
-            COMMISSION_ROLLUP => commission_rollup(&ctx).await?,
-            _ => renewal_rollup(&ctx).await?,
-        };
+    let mut built = commission_rollups(&ctx).await?;
+    built.push(renewal_rollup(&ctx).await?);
+    debug_assert_eq!(built.iter().map(|b| b.0).collect::<BTreeSet<_>>(), ROLLUPS.into_iter().collect());
+    let mut out = Vec::with_capacity(built.len());
+    for (table, schema, batches) in built {
         let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
         // Written even when empty, so that "built" is visible in the manifest.
         let bytes = parquet_io::encode_as(schema, &batches, parquet_io::Layout::Rollup)?;
@@ -59,6 +56,8 @@ async fn build_tenant(
     Ok(out)
 }
 
+/// Rebuild the rollups of `tenants` from `tables` (the next snapshot's
+/// files), writing new files and pointing `tables` at them.
 pub async fn rebuild(
     lake: &Location,
     tables: &mut BTreeMap<String, Vec<DataFile>>,

@@ -248,6 +248,20 @@ pub struct Filters {
     pub line_of_business: Option<String>,
 }
 
+impl Filters {
+    /// The restrictions given, as (facts column, value).
+    fn set(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        [
+            (AGENCY, &self.agency_id),
+            (AGENT, &self.agent_id),
+            (CARRIER, &self.carrier_id),
+            (LINE, &self.line_of_business),
+        ]
+        .into_iter()
+        .filter_map(|(c, v)| Some((c, v.as_deref()?)))
+    }
+}
+
 /// One metric's value.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum MetricValue {
@@ -380,24 +394,52 @@ const PERIOD_FROM: &str = "period_from";
 const PERIOD_TO: &str = "period_to";
 
 /// Table of monthly commission aggregates built at publish time (see
-/// [`commission_rollup`]).
+/// [`commission_rollups`]).
 pub use crate::lake::catalog::COMMISSIONS_MONTHLY as COMMISSION_ROLLUP;
+use crate::lake::catalog::{COMMISSIONS_MONTHLY_BY_AGENT, COMMISSIONS_MONTHLY_BY_CARRIER};
+
+/// The monthly commission rollups, narrowest first, each with the entity
+/// columns it keeps (all keep the month, `kind` and the three amounts). The
+/// narrow ones are the full one summed over the columns they drop.
+const COMMISSION_ROLLUPS: [(&str, &[&str]); 3] = [
+    (COMMISSIONS_MONTHLY_BY_AGENT, &[AGENT, AGENCY]),
+    (COMMISSIONS_MONTHLY_BY_CARRIER, &[CARRIER, LINE]),
+    (COMMISSION_ROLLUP, &[AGENT, CARRIER, AGENCY, LINE]),
+];
+
+/// The commission rollups that can answer a query grouped by `group_by`
+/// under `filters`, narrowest first: those keeping every entity column it
+/// groups or filters by.
+pub fn commission_rollups_for(group_by: &[Dimension], filters: &Filters) -> Vec<&'static str> {
+    let needed: Vec<&str> = group_by.iter().filter_map(|d| d.column()).chain(filters.set().map(|(c, _)| c)).collect();
+    COMMISSION_ROLLUPS
+        .iter()
+        .filter(|(_, kept)| needed.iter().all(|c| kept.contains(c)))
+        .map(|(table, _)| *table)
+        .collect()
+}
 
 /// Commission rows, each with its policy's agency and line of business.
 ///
-/// When `range` is whole months and the snapshot has the monthly rollup,
-/// the rollup's rows stand in for the raw ones: they have the same columns
+/// When `range` is whole months and the snapshot has a monthly rollup that
+/// keeps every column the query groups or filters by, the narrowest such
+/// rollup's rows stand in for the raw ones: they have the same columns
 /// (`transaction_date` is the first of the month, amounts are sums per
-/// month × kind × agent × carrier × agency × line), so every metric
-/// definition below gives the same figure from either.
+/// month × kind × the kept columns), so every metric definition below gives
+/// the same figure from either.
 async fn commission_facts(
     ctx: &SessionContext,
     filters: &Filters,
     range: &DateRange,
+    group_by: &[Dimension],
 ) -> Result<DataFrame, MetricsError> {
-    if fits_rollup(range) && ctx.table_exist(COMMISSION_ROLLUP)? {
-        ROLLUP_READS.fetch_add(1, Ordering::Relaxed);
-        return apply_filters(ctx.table(COMMISSION_ROLLUP).await?, filters);
+    if fits_rollup(range) {
+        for table in commission_rollups_for(group_by, filters) {
+            if ctx.table_exist(table)? {
+                ROLLUP_READS.fetch_add(1, Ordering::Relaxed);
+                return apply_filters(ctx.table(table).await?, filters);
+            }
+        }
     }
     raw_commission_facts(ctx, filters).await
 }
@@ -432,7 +474,7 @@ async fn renewal_facts(ctx: &SessionContext, filters: &Filters) -> Result<DataFr
 
 /// The renewal-outcome rollup of a tenant's snapshot (daily grain, so that
 /// any range can use it).
-pub async fn renewal_rollup(ctx: &SessionContext) -> Result<(SchemaRef, Vec<RecordBatch>), MetricsError> {
+pub async fn renewal_rollup(ctx: &SessionContext) -> Result<Built, MetricsError> {
     let renewed = when(col(RENEWED_BY_SOME_POLICY).is_not_null(), lit("renewed")).end()?.alias(RENEWED_BY_SOME_POLICY);
     let not_cancelled_before = col(CANCELLATION_DATE).is_null().or(col(CANCELLATION_DATE).gt_eq(col(EXPIRATION_DATE)));
     let df = policy_facts(ctx, &Filters::default(), true)
@@ -446,7 +488,7 @@ pub async fn renewal_rollup(ctx: &SessionContext) -> Result<(SchemaRef, Vec<Reco
         // Sorted by date, so that a range reads only its row groups.
         .sort(vec![col(EXPIRATION_DATE).sort(true, true)])?;
     let schema = Arc::new(df.schema().as_arrow().clone());
-    Ok((schema, df.collect().await?))
+    Ok((RENEWAL_ROLLUP, schema, df.collect().await?))
 }
 
 async fn raw_commission_facts(ctx: &SessionContext, filters: &Filters) -> Result<DataFrame, MetricsError> {
@@ -469,23 +511,46 @@ async fn raw_commission_facts(ctx: &SessionContext, filters: &Filters) -> Result
     apply_filters(facts, filters)
 }
 
-/// The monthly commission rollup of a tenant's snapshot: one row per
-/// month × kind × agent × carrier × agency × line with summed amounts,
-/// under the column names of the raw facts.
-pub async fn commission_rollup(ctx: &SessionContext) -> Result<(SchemaRef, Vec<RecordBatch>), MetricsError> {
+/// A built table: name, schema, rows.
+pub type Built = (&'static str, SchemaRef, Vec<RecordBatch>);
+
+const AMOUNTS: [&str; 3] = ["premium_amount", "gross_commission", "agent_commission"];
+
+/// The monthly commission rollups of a tenant's snapshot, under the column
+/// names of the raw facts: the full one (one row per month × kind × agent ×
+/// carrier × agency × line with summed amounts) from the facts, then each
+/// narrower one from the full one (sums of sums, cast back to the full
+/// one's amount types, so every rollup has the same types).
+pub async fn commission_rollups(ctx: &SessionContext) -> Result<Vec<Built>, MetricsError> {
     let month = cast(date_trunc(lit("month"), col(TRANSACTION_DATE)), DataType::Date32).alias(TRANSACTION_DATE);
-    let df = raw_commission_facts(ctx, &Filters::default())
-        .await?
-        .aggregate(
-            vec![month, col("kind"), col(AGENT), col(CARRIER), col(AGENCY), col(LINE)],
-            vec![
-                sum(col("premium_amount")).alias("premium_amount"),
-                sum(col("gross_commission")).alias("gross_commission"),
-                sum(col("agent_commission")).alias("agent_commission"),
-            ],
-        )?
-        // Sorted by month, so that a range reads only its row groups.
-        .sort(vec![col(TRANSACTION_DATE).sort(true, true)])?;
+    let full = raw_commission_facts(ctx, &Filters::default()).await?.aggregate(
+        vec![month, col("kind"), col(AGENT), col(CARRIER), col(AGENCY), col(LINE)],
+        AMOUNTS.iter().map(|a| sum(col(*a)).alias(*a)).collect(),
+    )?;
+    let (schema, full) = sorted_by_month(full).await?;
+    let mut out = Vec::with_capacity(COMMISSION_ROLLUPS.len());
+    for (table, kept) in COMMISSION_ROLLUPS {
+        if table == COMMISSION_ROLLUP {
+            continue;
+        }
+        let rollup = SessionContext::new();
+        let df = rollup.read_batches(full.clone())?;
+        let keys = [TRANSACTION_DATE, "kind"].iter().chain(kept).map(|c| col(*c)).collect();
+        let sums = AMOUNTS
+            .iter()
+            .map(|a| Ok(cast(sum(col(*a)), schema.field_with_name(a)?.data_type().clone()).alias(*a)))
+            .collect::<Result<Vec<_>, arrow::error::ArrowError>>()
+            .map_err(DataFusionError::from)?;
+        let (schema, batches) = sorted_by_month(df.aggregate(keys, sums)?).await?;
+        out.push((table, schema, batches));
+    }
+    out.insert(0, (COMMISSION_ROLLUP, schema, full));
+    Ok(out)
+}
+
+/// Sorted by month, so that a range reads only its row groups.
+async fn sorted_by_month(df: DataFrame) -> Result<(SchemaRef, Vec<RecordBatch>), MetricsError> {
+    let df = df.sort(vec![col(TRANSACTION_DATE).sort(true, true)])?;
     let schema = Arc::new(df.schema().as_arrow().clone());
     Ok((schema, df.collect().await?))
 }
@@ -520,15 +585,8 @@ async fn policy_facts(ctx: &SessionContext, filters: &Filters, renewals: bool) -
 }
 
 fn apply_filters(mut df: DataFrame, filters: &Filters) -> Result<DataFrame, MetricsError> {
-    for (column, value) in [
-        (AGENCY, &filters.agency_id),
-        (AGENT, &filters.agent_id),
-        (CARRIER, &filters.carrier_id),
-        (LINE, &filters.line_of_business),
-    ] {
-        if let Some(v) = value {
-            df = df.filter(col(column).eq(lit(v.as_str())))?;
-        }
+    for (column, value) in filters.set() {
+        df = df.filter(col(column).eq(lit(value)))?;
     }
     Ok(df)
 }
@@ -897,7 +955,7 @@ async fn family_query(
     let w = Window::of(range);
     let df = match family {
         Family::Commission => {
-            commission_facts(ctx, filters, range).await?.filter(in_window(TRANSACTION_DATE, &w))?.aggregate(
+            commission_facts(ctx, filters, range, group_by).await?.filter(in_window(TRANSACTION_DATE, &w))?.aggregate(
                 group_exprs(group_by, &TimeKeys::Date(TRANSACTION_DATE)),
                 aggregates(vec![
                     gross_commission(&w),
@@ -1088,8 +1146,10 @@ pub async fn kpis(
     let retention = Window::of(&DateRange::new(retention_from, as_of));
     let at = date_lit(as_of);
 
-    let commission =
-        commission_facts(ctx, filters, &ytd_range).await?.filter(in_window(TRANSACTION_DATE, &ytd))?.aggregate(
+    let commission = commission_facts(ctx, filters, &ytd_range, group_by)
+        .await?
+        .filter(in_window(TRANSACTION_DATE, &ytd))?
+        .aggregate(
             group_exprs(group_by, &TimeKeys::None),
             aggregates(vec![gross_commission(&mtd), gross_commission(&ytd)])?,
         )?;

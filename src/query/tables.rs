@@ -15,7 +15,6 @@ use datafusion::prelude::SessionContext;
 
 use crate::contract::Entity;
 use crate::lake::{DataFile, Location, Manifest, catalog};
-use crate::query::metrics::{COMMISSION_ROLLUP, RENEWAL_ROLLUP};
 
 /// Whose rows a session may see.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,7 +61,7 @@ pub async fn register_snapshot(
     }
     // Derived tables exist only where they were built; queries fall back to
     // the facts when a table is absent.
-    for table in [COMMISSION_ROLLUP, RENEWAL_ROLLUP] {
+    for table in catalog::ROLLUPS {
         let files = files_of(table);
         if !files.is_empty() {
             register_files(ctx, lake, table, &files, None).await?;
