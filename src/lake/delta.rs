@@ -95,6 +95,8 @@ pub fn schema_string(table: &str, schema: &Schema) -> Result<String, DeltaError>
 /// What one commit of a table does.
 pub struct TableCommit<'a> {
     pub table: &'a str,
+    /// The table's id, written into `metaData` at its creation.
+    pub table_id: &'a str,
     /// Set for the table's first commit (version 0): its Arrow schema.
     pub create: Option<&'a Schema>,
     pub removed: Vec<&'a DataFile>,
@@ -148,7 +150,7 @@ pub fn commit_entry(c: &TableCommit<'_>) -> Result<String, DeltaError> {
     if let Some(schema) = c.create {
         lines.push(json!({ "protocol": { "minReaderVersion": 1, "minWriterVersion": 2 } }));
         lines.push(json!({ "metaData": {
-            "id": uuid::Uuid::new_v4().to_string(),
+            "id": c.table_id,
             "name": c.table,
             "format": { "provider": "parquet", "options": {} },
             "schemaString": schema_string(c.table, schema)?,
@@ -334,6 +336,7 @@ mod tests {
         let a = file("policies/tenant_id=t1/r1.parquet", "t1", 3);
         let c = TableCommit {
             table: "policies",
+            table_id: "0b9c6f1e-1d7e-4c54-9a53-2f0a61d6b7e4",
             create: Some(&schema),
             removed: vec![],
             added: vec![&a],
@@ -348,6 +351,7 @@ mod tests {
         assert_eq!(lines[1], json!({"protocol": {"minReaderVersion": 1, "minWriterVersion": 2}}));
         let meta = &lines[2]["metaData"];
         assert_eq!(meta["partitionColumns"], json!(["tenant_id"]));
+        assert_eq!(meta["id"], "0b9c6f1e-1d7e-4c54-9a53-2f0a61d6b7e4");
         let schema: Value = serde_json::from_str(meta["schemaString"].as_str().unwrap()).unwrap();
         let types: Vec<&str> =
             schema["fields"].as_array().unwrap().iter().map(|f| f["type"].as_str().unwrap()).collect();
@@ -365,6 +369,7 @@ mod tests {
         let new = file("commissions/tenant_id=t 1/b.parquet", "t 1", 6);
         let c = TableCommit {
             table: "commissions",
+            table_id: "",
             create: None,
             removed: vec![&old],
             added: vec![&new],

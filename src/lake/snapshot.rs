@@ -64,6 +64,10 @@ pub struct Manifest {
     /// Table → its Delta version in this lake version.
     #[serde(default)]
     pub delta_versions: BTreeMap<String, u64>,
+    /// Table → the id of its Delta table (its `metaData.id`); empty for
+    /// tables of lakes written before ids were recorded.
+    #[serde(default)]
+    pub table_ids: BTreeMap<String, String>,
 }
 
 impl Manifest {
@@ -75,6 +79,7 @@ impl Manifest {
             created_at: String::new(),
             tables: BTreeMap::new(),
             delta_versions: BTreeMap::new(),
+            table_ids: BTreeMap::new(),
         }
     }
 
@@ -118,6 +123,11 @@ pub struct TableState {
     pub delta_version: u64,
     pub files: u64,
     pub rows: u64,
+    /// The Delta table's id (`metaData.id`), fixed at its creation: a table
+    /// deleted and created again at the same path is another table, whose
+    /// version N is not the old one's (caches key on it).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub table_id: String,
     /// The Delta commit entry this lake version adds (only where it changed
     /// the table): written to `_delta_log/<delta_version>.json` verbatim.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -245,10 +255,12 @@ pub async fn read(lake: &Location, version: u64) -> Result<Manifest, SnapshotErr
     roll_forward(lake, &commit).await?;
     let mut tables = Tables::new();
     let mut delta_versions = BTreeMap::new();
+    let mut table_ids = BTreeMap::new();
     for (table, state) in &commit.tables {
         let files = table_files(lake, table, state).await?;
         tables.insert(table.clone(), files.as_ref().clone());
         delta_versions.insert(table.clone(), state.delta_version);
+        table_ids.insert(table.clone(), state.table_id.clone());
     }
     Ok(Manifest {
         version,
@@ -257,13 +269,16 @@ pub async fn read(lake: &Location, version: u64) -> Result<Manifest, SnapshotErr
         created_at: commit.created_at,
         tables,
         delta_versions,
+        table_ids,
     })
 }
 
-/// File lists of (lake, table, Delta version) seen by this process. A Delta
-/// version never changes, so an entry is never stale; the map only bounds
-/// memory.
-type FileCache = Mutex<HashMap<(String, String, u64), Arc<Vec<DataFile>>>>;
+/// File lists of (lake, table, Delta table id, Delta version) seen by this
+/// process. A version of a Delta table never changes, so an entry is never
+/// stale (a lake rebuilt at the same URL has new table ids); the map only
+/// bounds memory.
+type FileCache = Mutex<HashMap<CacheKey, Arc<Vec<DataFile>>>>;
+type CacheKey = (String, String, String, u64);
 const FILE_CACHE_ENTRIES: usize = 512;
 
 fn file_cache() -> &'static FileCache {
@@ -271,16 +286,16 @@ fn file_cache() -> &'static FileCache {
     CACHE.get_or_init(Default::default)
 }
 
-fn cache_key(lake: &Location, table: &str, version: u64) -> (String, String, u64) {
-    (lake.object_url(&lake.prefix), table.to_string(), version)
+fn cache_key(lake: &Location, table: &str, state: &TableState, version: u64) -> CacheKey {
+    (lake.object_url(&lake.prefix), table.to_string(), state.table_id.clone(), version)
 }
 
-fn remember(lake: &Location, table: &str, version: u64, files: Arc<Vec<DataFile>>) {
+fn remember(key: CacheKey, files: Arc<Vec<DataFile>>) {
     let mut cache = file_cache().lock().expect("file cache lock");
     if cache.len() >= FILE_CACHE_ENTRIES {
         cache.clear();
     }
-    cache.insert(cache_key(lake, table, version), files);
+    cache.insert(key, files);
 }
 
 /// A table's live files at the version `state` pins: from this process's
@@ -288,7 +303,8 @@ fn remember(lake: &Location, table: &str, version: u64, files: Arc<Vec<DataFile>
 /// applied; else deltalake's replay of the log (from its checkpoint).
 async fn table_files(lake: &Location, table: &str, state: &TableState) -> Result<Arc<Vec<DataFile>>, SnapshotError> {
     let v = state.delta_version;
-    let cached = |v: u64| file_cache().lock().expect("file cache lock").get(&cache_key(lake, table, v)).cloned();
+    let cached =
+        |v: u64| file_cache().lock().expect("file cache lock").get(&cache_key(lake, table, state, v)).cloned();
     if let Some(files) = cached(v) {
         return Ok(files);
     }
@@ -301,7 +317,7 @@ async fn table_files(lake: &Location, table: &str, state: &TableState) -> Result
         })?,
     };
     let files = Arc::new(files);
-    remember(lake, table, v, files.clone());
+    remember(cache_key(lake, table, state, v), files.clone());
     Ok(files)
 }
 
@@ -344,10 +360,15 @@ pub async fn publish(
         let old = base.tables.get(table).unwrap_or(&empty);
         let rows = next.iter().map(|f| f.rows).sum();
         let pinned = base.delta_versions.get(table).copied();
+        let table_id = match pinned {
+            Some(_) => base.table_ids.get(table).cloned().unwrap_or_default(),
+            None => uuid::Uuid::new_v4().to_string(),
+        };
         let old_paths: std::collections::BTreeSet<&str> = old.iter().map(|f| f.path.as_str()).collect();
         let new_paths: std::collections::BTreeSet<&str> = next.iter().map(|f| f.path.as_str()).collect();
         if let Some(v) = pinned.filter(|_| old_paths == new_paths) {
-            states.insert(table.clone(), TableState { delta_version: v, files: next.len() as u64, rows, entry: None });
+            let state = TableState { delta_version: v, files: next.len() as u64, rows, table_id, entry: None };
+            states.insert(table.clone(), state);
             continue;
         }
         if pinned.is_none() && next.is_empty() {
@@ -363,6 +384,7 @@ pub async fn publish(
         };
         let commit = TableCommit {
             table,
+            table_id: &table_id,
             create: schema.as_deref(),
             removed: old.iter().filter(|f| !new_paths.contains(f.path.as_str())).collect(),
             added: next.iter().filter(|f| !old_paths.contains(f.path.as_str())).collect(),
@@ -373,7 +395,8 @@ pub async fn publish(
         };
         let entry = delta::commit_entry(&commit)?;
         let delta_version = pinned.map_or(0, |v| v + 1);
-        states.insert(table.clone(), TableState { delta_version, files: next.len() as u64, rows, entry: Some(entry) });
+        let state = TableState { delta_version, files: next.len() as u64, rows, table_id, entry: Some(entry) };
+        states.insert(table.clone(), state);
     }
     let commit = LakeCommit {
         version,
@@ -418,7 +441,7 @@ pub async fn publish(
     for (table, state) in commit.tables.iter().filter(|(_, s)| s.entry.is_some()) {
         let mut files = tables.get(table).cloned().unwrap_or_default();
         files.sort_by(|a, b| a.path.cmp(&b.path));
-        remember(lake, table, state.delta_version, Arc::new(files));
+        remember(cache_key(lake, table, state, state.delta_version), Arc::new(files));
     }
     // The hint only speeds up finding the newest version: a lost write is harmless.
     let hint = serde_json::json!({ "version": version }).to_string();
