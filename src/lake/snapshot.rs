@@ -303,8 +303,7 @@ fn remember(key: CacheKey, files: Arc<Vec<DataFile>>) {
 /// applied; else deltalake's replay of the log (from its checkpoint).
 async fn table_files(lake: &Location, table: &str, state: &TableState) -> Result<Arc<Vec<DataFile>>, SnapshotError> {
     let v = state.delta_version;
-    let cached =
-        |v: u64| file_cache().lock().expect("file cache lock").get(&cache_key(lake, table, state, v)).cloned();
+    let cached = |v: u64| file_cache().lock().expect("file cache lock").get(&cache_key(lake, table, state, v)).cloned();
     if let Some(files) = cached(v) {
         return Ok(files);
     }
