@@ -528,13 +528,9 @@ pub async fn commission_rollups(ctx: &SessionContext) -> Result<Vec<Built>, Metr
         AMOUNTS.iter().map(|a| sum(col(*a)).alias(*a)).collect(),
     )?;
     let (schema, full) = sorted_by_month(full).await?;
-    let mut out = Vec::with_capacity(COMMISSION_ROLLUPS.len());
-    for (table, kept) in COMMISSION_ROLLUPS {
-        if table == COMMISSION_ROLLUP {
-            continue;
-        }
-        let rollup = SessionContext::new();
-        let df = rollup.read_batches(full.clone())?;
+    let mut out = vec![(COMMISSION_ROLLUP, schema.clone(), full.clone())];
+    for (table, kept) in COMMISSION_ROLLUPS.into_iter().filter(|(t, _)| *t != COMMISSION_ROLLUP) {
+        let df = ctx.read_batches(full.clone())?;
         let keys = [TRANSACTION_DATE, "kind"].iter().chain(kept).map(|c| col(*c)).collect();
         let sums = AMOUNTS
             .iter()
@@ -544,7 +540,6 @@ pub async fn commission_rollups(ctx: &SessionContext) -> Result<Vec<Built>, Metr
         let (schema, batches) = sorted_by_month(df.aggregate(keys, sums)?).await?;
         out.push((table, schema, batches));
     }
-    out.insert(0, (COMMISSION_ROLLUP, schema, full));
     Ok(out)
 }
 
