@@ -7,7 +7,7 @@ use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::{ArrowWriter, ProjectionMask};
 use parquet::basic::Compression;
 use parquet::errors::ParquetError;
@@ -121,7 +121,14 @@ pub async fn read(
     path: &Path,
     columns: Option<&[&str]>,
 ) -> Result<Vec<RecordBatch>, ParquetError> {
-    let mut builder = ParquetRecordBatchReaderBuilder::try_new(fetch(store, path).await?)?;
+    decode(fetch(store, path).await?, columns)
+}
+
+/// Decode a whole Parquet file, optionally only the named columns (in the
+/// file's order). CPU work: callers on async threads with much to decode
+/// run it in `spawn_blocking`.
+pub fn decode(bytes: Bytes, columns: Option<&[&str]>) -> Result<Vec<RecordBatch>, ParquetError> {
+    let mut builder = ParquetRecordBatchReaderBuilder::try_new(bytes)?;
     if let Some(cols) = columns {
         let mask = ProjectionMask::columns(builder.parquet_schema(), cols.iter().copied());
         builder = builder.with_projection(mask);
@@ -136,8 +143,44 @@ pub async fn read_schema(store: &Arc<dyn ObjectStore>, path: &Path) -> Result<Sc
     Ok(ParquetRecordBatchReaderBuilder::try_new(fetch(store, path).await?)?.schema().clone())
 }
 
+/// Decode the named columns of a whole Parquet file in batches of
+/// `batch_rows`, those named in `dictionaries` as `Dictionary(Int32, Utf8)`:
+/// a column written dictionary-encoded then arrives as its few distinct
+/// values and one index per row, without a string copied per row.
+pub fn decode_dictionaries(
+    bytes: Bytes,
+    columns: &[&str],
+    dictionaries: &[&str],
+    batch_rows: usize,
+) -> Result<Vec<RecordBatch>, ParquetError> {
+    let plain = ArrowReaderMetadata::load(&bytes, ArrowReaderOptions::new())?;
+    let fields: Vec<Field> = plain
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Utf8 if dictionaries.contains(&f.name().as_str()) => f
+                .as_ref()
+                .clone()
+                .with_data_type(DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))),
+            _ => f.as_ref().clone(),
+        })
+        .collect();
+    let hinted = Arc::new(Schema::new_with_metadata(fields, plain.schema().metadata().clone()));
+    let metadata =
+        ArrowReaderMetadata::try_new(plain.metadata().clone(), ArrowReaderOptions::new().with_schema(hinted))?;
+    let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(bytes, metadata);
+    let mask = ProjectionMask::columns(builder.parquet_schema(), columns.iter().copied());
+    builder
+        .with_projection(mask)
+        .with_batch_size(batch_rows)
+        .build()?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(ParquetError::from)
+}
+
 /// A whole file from the store.
-async fn fetch(store: &Arc<dyn ObjectStore>, path: &Path) -> Result<Bytes, ParquetError> {
+pub async fn fetch(store: &Arc<dyn ObjectStore>, path: &Path) -> Result<Bytes, ParquetError> {
     let get = store.get(path).await.map_err(|e| ParquetError::External(Box::new(e)))?;
     get.bytes().await.map_err(|e| ParquetError::External(Box::new(e)))
 }

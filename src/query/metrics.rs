@@ -62,7 +62,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use arrow::array::{Array, ArrayRef, Date32Array, Decimal128Array, Int64Array, RecordBatch, StringArray};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Field, Schema};
 use chrono::{Datelike, Days, Months, NaiveDate};
 use datafusion::common::ScalarValue;
 use datafusion::error::DataFusionError;
@@ -376,32 +376,32 @@ async fn run(ctx: &SessionContext, df: DataFrame) -> Result<Vec<RecordBatch>, Me
 // under the same column names.
 // ---------------------------------------------------------------------------
 
-const AGENCY: &str = "agency_id";
-const AGENT: &str = "agent_id";
-const CARRIER: &str = "carrier_id";
-const LINE: &str = "line_of_business";
+pub(super) const AGENCY: &str = "agency_id";
+pub(super) const AGENT: &str = "agent_id";
+pub(super) const CARRIER: &str = "carrier_id";
+pub(super) const LINE: &str = "line_of_business";
 
-const TRANSACTION_DATE: &str = "transaction_date";
+pub(super) const TRANSACTION_DATE: &str = "transaction_date";
 const EFFECTIVE_DATE: &str = "effective_date";
-const EXPIRATION_DATE: &str = "expiration_date";
-const CANCELLATION_DATE: &str = "cancellation_date";
+pub(super) const EXPIRATION_DATE: &str = "expiration_date";
+pub(super) const CANCELLATION_DATE: &str = "cancellation_date";
 /// On renewal facts: the policy's own id when some policy renews it, else null.
-const RENEWED_BY_SOME_POLICY: &str = "renewed_policy_id";
+pub(super) const RENEWED_BY_SOME_POLICY: &str = "renewed_policy_id";
 /// How many policies a fact row stands for (1 for a policy).
-const POLICY_WEIGHT: &str = "policies";
+pub(super) const POLICY_WEIGHT: &str = "policies";
 /// Period columns of the cancellation family's period table.
 const PERIOD_FROM: &str = "period_from";
 const PERIOD_TO: &str = "period_to";
 
 /// Table of monthly commission aggregates built at publish time (see
-/// [`commission_rollups`]).
+/// [`commission_rollups`](super::rollups::commission_rollups)).
 pub use crate::lake::catalog::COMMISSIONS_MONTHLY as COMMISSION_ROLLUP;
 use crate::lake::catalog::{COMMISSIONS_MONTHLY_BY_AGENT, COMMISSIONS_MONTHLY_BY_CARRIER};
 
 /// The monthly commission rollups, narrowest first, each with the entity
 /// columns it keeps (all keep the month, `kind` and the three amounts). The
 /// narrow ones are the full one summed over the columns they drop.
-const COMMISSION_ROLLUPS: [(&str, &[&str]); 3] = [
+pub(super) const COMMISSION_ROLLUPS: [(&str, &[&str]); 3] = [
     (COMMISSIONS_MONTHLY_BY_AGENT, &[AGENT, AGENCY]),
     (COMMISSIONS_MONTHLY_BY_CARRIER, &[CARRIER, LINE]),
     (COMMISSION_ROLLUP, &[AGENT, CARRIER, AGENCY, LINE]),
@@ -456,7 +456,8 @@ pub fn rollup_reads() -> u64 {
     ROLLUP_READS.load(Ordering::Relaxed)
 }
 
-/// Table of renewal outcomes built at publish time (see [`renewal_rollup`]).
+/// Table of renewal outcomes built at publish time (see
+/// [`renewal_rollup`](super::rollups::renewal_rollup)).
 pub use crate::lake::catalog::RENEWAL_OUTCOMES as RENEWAL_ROLLUP;
 
 /// Policies that can come up for renewal. Where the snapshot has the
@@ -470,25 +471,6 @@ async fn renewal_facts(ctx: &SessionContext, filters: &Filters) -> Result<DataFr
         return apply_filters(ctx.table(RENEWAL_ROLLUP).await?, filters);
     }
     policy_facts(ctx, filters, true).await
-}
-
-/// The renewal-outcome rollup of a tenant's snapshot (daily grain, so that
-/// any range can use it).
-pub async fn renewal_rollup(ctx: &SessionContext) -> Result<Built, MetricsError> {
-    let renewed = when(col(RENEWED_BY_SOME_POLICY).is_not_null(), lit("renewed")).end()?.alias(RENEWED_BY_SOME_POLICY);
-    let not_cancelled_before = col(CANCELLATION_DATE).is_null().or(col(CANCELLATION_DATE).gt_eq(col(EXPIRATION_DATE)));
-    let df = policy_facts(ctx, &Filters::default(), true)
-        .await?
-        .filter(not_cancelled_before)?
-        .aggregate(
-            vec![col(EXPIRATION_DATE), col(AGENCY), col(AGENT), col(CARRIER), col(LINE), renewed],
-            vec![sum(col(POLICY_WEIGHT)).alias(POLICY_WEIGHT)],
-        )?
-        .with_column(CANCELLATION_DATE, lit(ScalarValue::Date32(None)))?
-        // Sorted by date, so that a range reads only its row groups.
-        .sort(vec![col(EXPIRATION_DATE).sort(true, true)])?;
-    let schema = Arc::new(df.schema().as_arrow().clone());
-    Ok((RENEWAL_ROLLUP, schema, df.collect().await?))
 }
 
 async fn raw_commission_facts(ctx: &SessionContext, filters: &Filters) -> Result<DataFrame, MetricsError> {
@@ -509,45 +491,6 @@ async fn raw_commission_facts(ctx: &SessionContext, filters: &Filters) -> Result
     ])?;
     let facts = commissions.join(policies, JoinType::Left, &["policy_id"], &["policy_of_commission"], None)?;
     apply_filters(facts, filters)
-}
-
-/// A built table: name, schema, rows.
-pub type Built = (&'static str, SchemaRef, Vec<RecordBatch>);
-
-const AMOUNTS: [&str; 3] = ["premium_amount", "gross_commission", "agent_commission"];
-
-/// The monthly commission rollups of a tenant's snapshot, under the column
-/// names of the raw facts: the full one (one row per month × kind × agent ×
-/// carrier × agency × line with summed amounts) from the facts, then each
-/// narrower one from the full one (sums of sums, cast back to the full
-/// one's amount types, so every rollup has the same types).
-pub async fn commission_rollups(ctx: &SessionContext) -> Result<Vec<Built>, MetricsError> {
-    let month = cast(date_trunc(lit("month"), col(TRANSACTION_DATE)), DataType::Date32).alias(TRANSACTION_DATE);
-    let full = raw_commission_facts(ctx, &Filters::default()).await?.aggregate(
-        vec![month, col("kind"), col(AGENT), col(CARRIER), col(AGENCY), col(LINE)],
-        AMOUNTS.iter().map(|a| sum(col(*a)).alias(*a)).collect(),
-    )?;
-    let (schema, full) = sorted_by_month(full).await?;
-    let mut out = vec![(COMMISSION_ROLLUP, schema.clone(), full.clone())];
-    for (table, kept) in COMMISSION_ROLLUPS.into_iter().filter(|(t, _)| *t != COMMISSION_ROLLUP) {
-        let df = ctx.read_batches(full.clone())?;
-        let keys = [TRANSACTION_DATE, "kind"].iter().chain(kept).map(|c| col(*c)).collect();
-        let sums = AMOUNTS
-            .iter()
-            .map(|a| Ok(cast(sum(col(*a)), schema.field_with_name(a)?.data_type().clone()).alias(*a)))
-            .collect::<Result<Vec<_>, arrow::error::ArrowError>>()
-            .map_err(DataFusionError::from)?;
-        let (schema, batches) = sorted_by_month(df.aggregate(keys, sums)?).await?;
-        out.push((table, schema, batches));
-    }
-    Ok(out)
-}
-
-/// Sorted by month, so that a range reads only its row groups.
-async fn sorted_by_month(df: DataFrame) -> Result<(SchemaRef, Vec<RecordBatch>), MetricsError> {
-    let df = df.sort(vec![col(TRANSACTION_DATE).sort(true, true)])?;
-    let schema = Arc::new(df.schema().as_arrow().clone());
-    Ok((schema, df.collect().await?))
 }
 
 /// Policies; with `renewals`, also [`RENEWED_BY_SOME_POLICY`].

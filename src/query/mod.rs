@@ -5,6 +5,7 @@ pub mod lake_stats;
 pub mod metrics;
 pub mod policies;
 pub mod renewals;
+pub mod rollups;
 pub mod single_flight;
 pub mod tables;
 pub mod view;
