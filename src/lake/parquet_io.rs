@@ -121,14 +121,7 @@ pub async fn read(
     path: &Path,
     columns: Option<&[&str]>,
 ) -> Result<Vec<RecordBatch>, ParquetError> {
-    decode(fetch(store, path).await?, columns)
-}
-
-/// Decode a whole Parquet file, optionally only the named columns (in the
-/// file's order). CPU work: callers on async threads with much to decode
-/// run it in `spawn_blocking`.
-pub fn decode(bytes: Bytes, columns: Option<&[&str]>) -> Result<Vec<RecordBatch>, ParquetError> {
-    let mut builder = ParquetRecordBatchReaderBuilder::try_new(bytes)?;
+    let mut builder = ParquetRecordBatchReaderBuilder::try_new(fetch(store, path).await?)?;
     if let Some(cols) = columns {
         let mask = ProjectionMask::columns(builder.parquet_schema(), cols.iter().copied());
         builder = builder.with_projection(mask);

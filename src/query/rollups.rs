@@ -148,13 +148,12 @@ fn date(a: &Date32Array, i: usize) -> Option<i32> {
 /// computed once: a rollup sees a few thousand distinct days.
 #[derive(Default)]
 struct Months {
-    /// Indexed by days since [`Months::BASE`]; 0 while not computed.
+    /// Indexed by days since 1970-01-01; 0 while not computed.
     of_day: Vec<i32>,
 }
 
 impl Months {
-    /// 1970-01-01; days before it (or far after) are computed every time.
-    const BASE: i32 = 0;
+    /// Days cached; earlier and later ones are computed every time.
     const DAYS: usize = 200 * 366;
 
     fn month_of(days: i32) -> i32 {
@@ -163,7 +162,7 @@ impl Months {
     }
 
     fn of(&mut self, days: i32) -> i32 {
-        let Ok(i) = usize::try_from(days - Self::BASE) else { return Self::month_of(days) };
+        let Ok(i) = usize::try_from(days) else { return Self::month_of(days) };
         if i >= Self::DAYS {
             return Self::month_of(days);
         }
