@@ -133,8 +133,11 @@ pub async fn ingest(landing: &Location, lake: &Location, opts: &IngestOptions) -
         parts_written: AtomicBool::new(false),
     });
 
-    // Stage every file, `workers` at a time.
-    let mut staged: Vec<(usize, Result<Staged, StageError>)> = futures::stream::iter(files.iter().cloned().enumerate())
+    // Stage every file, `workers` at a time, largest first so that the
+    // workers finish together (results are put back in landing order).
+    let mut order: Vec<(usize, source::LandingFile)> = files.iter().cloned().enumerate().collect();
+    order.sort_by_key(|(i, f)| (std::cmp::Reverse(f.size), *i));
+    let mut staged: Vec<(usize, Result<Staged, StageError>)> = futures::stream::iter(order)
         .map(|(i, file)| {
             let ctx = ctx.clone();
             let pb = progress.clone();
@@ -149,8 +152,7 @@ pub async fn ingest(landing: &Location, lake: &Location, opts: &IngestOptions) -
 
     let mut entities: BTreeMap<String, EntityCounts> = BTreeMap::new();
     let mut unreadable = Vec::new();
-    // (entity, tenant) → staged parts in landing order.
-    let mut partitions: BTreeMap<(Entity, String), Vec<StagedPart>> = BTreeMap::new();
+    let mut partitions = Partitions::new();
     for (i, result) in staged {
         let file = &files[i];
         let counts = entities.entry(file.entity.name().to_string()).or_default();
@@ -178,6 +180,7 @@ pub async fn ingest(landing: &Location, lake: &Location, opts: &IngestOptions) -
         }
     }
 
+    let partitions = Arc::new(partitions);
     // Resolve upserts against the latest version and publish, on the one
     // commit path: if another writer publishes first, the resolution runs
     // again on top of its version (the staged parts are kept until then).
@@ -234,6 +237,9 @@ pub async fn ingest(landing: &Location, lake: &Location, opts: &IngestOptions) -
     Ok(report)
 }
 
+/// (entity, tenant) → staged parts in landing order.
+type Partitions = BTreeMap<(Entity, String), Vec<StagedPart>>;
+
 /// What resolving the staged partitions against one base version gives.
 struct Resolution {
     /// The next version's tables; `None` when no row changed.
@@ -251,7 +257,7 @@ struct Resolution {
 async fn resolve_all(
     lake: &Location,
     base: &Manifest,
-    partitions: &BTreeMap<(Entity, String), Vec<StagedPart>>,
+    partitions: &Arc<Partitions>,
     run_id: &str,
     attempt: u32,
 ) -> Result<Resolution, IngestError> {
@@ -260,11 +266,25 @@ async fn resolve_all(
     let mut facts_changed: BTreeSet<String> = BTreeSet::new();
     let mut upserts: BTreeMap<Entity, UpsertCounts> = BTreeMap::new();
     let mut kept_parts = BTreeSet::new();
-    for ((entity, tenant), parts) in partitions {
-        let old: Vec<DataFile> = base.tenant_files(entity.name(), tenant).cloned().collect();
-        let stored = read_stored_keys(lake, *entity, &old).await?;
-        let keys: Vec<&[(u128, u64)]> = parts.iter().map(|p| p.keys.as_slice()).collect();
-        let res = resolve::resolve(&keys, &stored);
+    // Resolving hashes every staged key: CPU work, so the partitions resolve
+    // two at a time on blocking threads (in order, applied below one by one).
+    let resolved: Vec<(Vec<DataFile>, resolve::Resolution)> = futures::stream::iter(partitions.keys())
+        .map(|(entity, tenant)| async move {
+            let old: Vec<DataFile> = base.tenant_files(entity.name(), tenant).cloned().collect();
+            let stored = read_stored_keys(lake, *entity, &old).await?;
+            let (all, key) = (partitions.clone(), (*entity, tenant.clone()));
+            let res = tokio::task::spawn_blocking(move || {
+                let keys: Vec<&[(u128, u64)]> = all[&key].iter().map(|p| p.keys.as_slice()).collect();
+                resolve::resolve(&keys, &stored)
+            })
+            .await
+            .map_err(|e| IngestError::Write(format!("resolving task failed: {e}")))?;
+            Ok::<_, IngestError>((old, res))
+        })
+        .buffered(2)
+        .try_collect()
+        .await?;
+    for (((entity, tenant), parts), (old, res)) in partitions.iter().zip(resolved) {
         add_counts(upserts.entry(*entity).or_default(), res.counts);
 
         let mut live: Vec<DataFile> = Vec::new();
