@@ -107,6 +107,8 @@ pub struct TableCommit<'a> {
     pub data_change: bool,
     pub timestamp_ms: i64,
     pub run_id: &'a str,
+    /// The application transaction the commit completes (Delta `txn`).
+    pub txn: Option<(&'a str, u64)>,
 }
 
 /// The file's path relative to its table (`tenant_id=<t>/<name>.parquet`),
@@ -158,6 +160,9 @@ pub fn commit_entry(c: &TableCommit<'_>) -> Result<String, DeltaError> {
             "configuration": {},
             "createdTime": c.timestamp_ms,
         }}));
+    }
+    if let Some((app, version)) = c.txn {
+        lines.push(json!({ "txn": { "appId": app, "version": version, "lastUpdated": c.timestamp_ms } }));
     }
     let removed: BTreeSet<&str> = c.removed.iter().map(|f| f.path.as_str()).collect();
     for f in &c.removed {
@@ -344,6 +349,7 @@ mod tests {
             data_change: true,
             timestamp_ms: 1_700_000_000_000,
             run_id: "r1",
+            txn: None,
         };
         let text = commit_entry(&c).unwrap();
         let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
@@ -377,12 +383,14 @@ mod tests {
             data_change: true,
             timestamp_ms: 5,
             run_id: "r2",
+            txn: Some(("cip-stream", 7)),
         };
         let lines: Vec<Value> = commit_entry(&c).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-        assert_eq!(lines.len(), 3);
-        assert_eq!(lines[1]["remove"]["path"], "tenant_id=t%201/a.parquet");
-        assert_eq!(lines[1]["remove"]["size"], 105);
-        assert_eq!(lines[2]["add"]["path"], "tenant_id=t%201/b.parquet");
+        assert_eq!(lines.len(), 4);
+        assert_eq!(lines[1]["txn"], serde_json::json!({ "appId": "cip-stream", "version": 7, "lastUpdated": 5 }));
+        assert_eq!(lines[2]["remove"]["path"], "tenant_id=t%201/a.parquet");
+        assert_eq!(lines[2]["remove"]["size"], 105);
+        assert_eq!(lines[3]["add"]["path"], "tenant_id=t%201/b.parquet");
         assert_eq!(lines[0]["commitInfo"]["operationMetrics"]["numRemovedFiles"], "1");
         // Applying the entry to the old file list gives the new one, paths decoded.
         let applied = apply_entry("commissions", std::slice::from_ref(&old), &commit_entry(&c).unwrap()).unwrap();

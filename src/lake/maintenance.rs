@@ -53,7 +53,7 @@ pub async fn optimize(
     tenant: Option<&str>,
     run_id: &str,
 ) -> Result<OptimizeReport, MaintenanceError> {
-    let op = Operation { name: "optimize", run_id, data_change: false };
+    let op = Operation { name: "optimize", run_id, data_change: false, txn: None };
     let mut attempt = 0u32;
     let (version, (compacted, before, after)) = snapshot::commit(lake, op, |base| {
         attempt += 1;
@@ -228,7 +228,7 @@ pub async fn migrate(lake: &Location, run_id: &str) -> Result<Option<u64>, Maint
         }
         tables.insert(table.clone(), next);
     }
-    let op = Operation { name: "migrate", run_id, data_change: true };
+    let op = Operation { name: "migrate", run_id, data_change: true, txn: None };
     Ok(Some(snapshot::publish(lake, &Manifest::empty(), &tables, op).await?))
 }
 

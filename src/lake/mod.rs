@@ -8,6 +8,7 @@
 //! _lake/<version:020>.json                               lake versions: each table's Delta version
 //! _rejects/<run_id>/<file>.parquet                       rejected records of a run
 //! _runs/<run_id>.json                                    run reports
+//! _stream/wal/<seq:020>.ndjson                           streaming events not yet in a lake version
 //! ```
 
 pub mod catalog;
@@ -16,6 +17,7 @@ pub mod maintenance;
 pub mod parquet_io;
 pub mod snapshot;
 pub mod store;
+pub mod wal;
 
 use std::sync::{Arc, OnceLock};
 

@@ -68,6 +68,10 @@ pub struct Manifest {
     /// tables of lakes written before ids were recorded.
     #[serde(default)]
     pub table_ids: BTreeMap<String, String>,
+    /// Application transactions: app id → the highest sequence of its input
+    /// that this version contains (the streaming writer's log position).
+    #[serde(default)]
+    pub txns: BTreeMap<String, u64>,
 }
 
 impl Manifest {
@@ -80,6 +84,7 @@ impl Manifest {
             tables: BTreeMap::new(),
             delta_versions: BTreeMap::new(),
             table_ids: BTreeMap::new(),
+            txns: BTreeMap::new(),
         }
     }
 
@@ -115,6 +120,12 @@ pub struct LakeCommit {
     pub operation: String,
     pub created_at: String,
     pub tables: BTreeMap<String, TableState>,
+    /// Application transactions as of this version (carried forward from
+    /// the parent, updated by the writer that names one): app id → the
+    /// highest input sequence contained. Also written to each changed
+    /// table's Delta entry as a `txn` action.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub txns: BTreeMap<String, u64>,
 }
 
 /// One table in a lake commit.
@@ -270,6 +281,7 @@ pub async fn read(lake: &Location, version: u64) -> Result<Manifest, SnapshotErr
         tables,
         delta_versions,
         table_ids,
+        txns: commit.txns,
     })
 }
 
@@ -336,6 +348,9 @@ pub struct Operation<'a> {
     pub run_id: &'a str,
     /// False when the commit changes no row (compaction).
     pub data_change: bool,
+    /// An application transaction this commit completes: (app id, the
+    /// highest input sequence it contains). Replays skip what it covers.
+    pub txn: Option<(&'a str, u64)>,
 }
 
 /// Publish `tables` as the version after `base`. Tables whose file set
@@ -391,13 +406,19 @@ pub async fn publish(
             data_change: op.data_change,
             timestamp_ms: ts,
             run_id: op.run_id,
+            txn: op.txn,
         };
         let entry = delta::commit_entry(&commit)?;
         let delta_version = pinned.map_or(0, |v| v + 1);
         let state = TableState { delta_version, files: next.len() as u64, rows, table_id, entry: Some(entry) };
         states.insert(table.clone(), state);
     }
+    let mut txns = base.txns.clone();
+    if let Some((app, seq)) = op.txn {
+        txns.insert(app.to_string(), seq);
+    }
     let commit = LakeCommit {
+        txns,
         version,
         parent: (base.version > 0).then_some(base.version),
         run_id: op.run_id.to_string(),

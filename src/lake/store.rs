@@ -50,6 +50,12 @@ impl Location {
         }
     }
 
+    /// The file behind `full` when the store is the local filesystem (for
+    /// an fsync the store itself does not do).
+    pub fn local_path(&self, full: &Path) -> Option<std::path::PathBuf> {
+        (self.store_url.scheme() == "file").then(|| std::path::PathBuf::from(format!("/{full}")))
+    }
+
     /// Full URL of an object, for DataFusion.
     pub fn object_url(&self, full: &Path) -> String {
         let base = self.store_url.as_str();

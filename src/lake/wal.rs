@@ -1,0 +1,172 @@
+//! The streaming write-ahead log: accepted events, durable before they are
+//! acknowledged, until a lake version contains them.
+//!
+//! ```text
+//! _stream/wal/<seq:020>.ndjson   one segment per accepted request: its events, one per line
+//! ```
+//!
+//! A segment is written with a create-if-absent put under the next sequence
+//! number, so two acceptors never overwrite each other (the loser takes the
+//! next number), and on a local lake it is fsynced (file and directory)
+//! before the put counts as done. The streaming writer commits segments in
+//! sequence order and records the highest one in the lake version
+//! (an application transaction, see `snapshot::Operation::txn`); segments at
+//! or below it are deleted afterwards. Because a number is taken before its
+//! segment is written, the writer commits only up to the lowest number still
+//! being written ([`Wal::durable_through`]): a slow put can never be skipped.
+
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::{ObjectStoreExt, PutMode, PutOptions};
+
+use super::store::Location;
+
+pub const WAL_DIR: &str = "_stream/wal";
+/// The application id of the streaming writer's transactions.
+pub const STREAM_APP: &str = "cip-stream";
+
+fn segment_path(seq: u64) -> String {
+    format!("{WAL_DIR}/{seq:020}.ndjson")
+}
+
+fn seq_of(name: &str) -> Option<u64> {
+    name.strip_suffix(".ndjson")?.parse().ok()
+}
+
+/// Sequence numbers handed out and not yet durable or abandoned.
+#[derive(Default)]
+struct Numbers {
+    next: u64,
+    writing: BTreeSet<u64>,
+}
+
+/// The log of one lake, as one process appends to it.
+pub struct Wal {
+    lake: Location,
+    numbers: Mutex<Numbers>,
+}
+
+impl Wal {
+    /// Open the log: numbering continues after the highest segment found
+    /// and after `committed` (the lake's recorded transaction), whichever is
+    /// higher, so a number is never reused even once its segment is deleted.
+    pub async fn open(lake: Location, committed: Option<u64>) -> Result<Self, object_store::Error> {
+        let listed = list(&lake).await?;
+        let next = listed.last().copied().max(committed).map_or(1, |s| s + 1);
+        Ok(Wal { lake, numbers: Mutex::new(Numbers { next, writing: BTreeSet::new() }) })
+    }
+
+    /// Make `body` durable as the next segment; its sequence number.
+    pub async fn append(&self, body: Bytes) -> Result<u64, object_store::Error> {
+        loop {
+            let seq = {
+                let mut n = self.numbers.lock().expect("wal lock");
+                let seq = n.next;
+                n.next += 1;
+                n.writing.insert(seq);
+                seq
+            };
+            let result = self.put(seq, body.clone()).await;
+            self.numbers.lock().expect("wal lock").writing.remove(&seq);
+            match result {
+                Ok(()) => return Ok(seq),
+                // Another process took this number: take the next one.
+                Err(object_store::Error::AlreadyExists { .. }) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn put(&self, seq: u64, body: Bytes) -> Result<(), object_store::Error> {
+        let path = self.lake.child(&segment_path(seq));
+        let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
+        self.lake.store.put_opts(&path, body.into(), opts).await?;
+        if let Some(file) = self.lake.local_path(&path) {
+            // The local store renames a finished temporary file into place
+            // but does not flush it: a power cut could lose an acknowledged
+            // segment without this.
+            tokio::task::spawn_blocking(move || fsync_with_dir(&file))
+                .await
+                .map_err(|e| object_store::Error::Generic { store: "wal", source: Box::new(e) })?
+                .map_err(|e| object_store::Error::Generic { store: "wal", source: Box::new(e) })?;
+        }
+        Ok(())
+    }
+
+    /// Every number at or below this is durable or was never acknowledged:
+    /// what the writer may commit through.
+    pub fn durable_through(&self) -> u64 {
+        let n = self.numbers.lock().expect("wal lock");
+        n.writing.first().copied().unwrap_or(n.next) - 1
+    }
+
+    /// Segments above `after` and at or below `through`, in order.
+    pub async fn segments(&self, after: u64, through: u64) -> Result<Vec<u64>, object_store::Error> {
+        Ok(list(&self.lake).await?.into_iter().filter(|s| *s > after && *s <= through).collect())
+    }
+
+    pub async fn read(&self, seq: u64) -> Result<Bytes, object_store::Error> {
+        self.lake.store.get(&self.lake.child(&segment_path(seq))).await?.bytes().await
+    }
+
+    /// Delete segments at or below `through` (a lake version contains them).
+    pub async fn truncate(&self, through: u64) -> Result<usize, object_store::Error> {
+        let mut deleted = 0;
+        for seq in list(&self.lake).await?.into_iter().filter(|s| *s <= through) {
+            match self.lake.store.delete(&self.lake.child(&segment_path(seq))).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => deleted += 1,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(deleted)
+    }
+}
+
+/// Sequence numbers of the segments in the log, ascending.
+async fn list(lake: &Location) -> Result<Vec<u64>, object_store::Error> {
+    let metas: Vec<_> = match lake.store.list(Some(&lake.child(WAL_DIR))).try_collect().await {
+        Ok(m) => m,
+        Err(object_store::Error::NotFound { .. }) => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    let mut seqs: Vec<u64> = metas.iter().filter_map(|m| seq_of(m.location.filename()?)).collect();
+    seqs.sort_unstable();
+    Ok(seqs)
+}
+
+fn fsync_with_dir(file: &std::path::Path) -> std::io::Result<()> {
+    std::fs::File::open(file)?.sync_all()?;
+    if let Some(dir) = file.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn numbers_continue_after_segments_and_commits_and_skip_taken_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = super::super::store::open(dir.path().to_str().unwrap()).unwrap();
+        let wal = Wal::open(lake.clone(), None).await.unwrap();
+        assert_eq!(wal.durable_through(), 0);
+        assert_eq!(wal.append(Bytes::from_static(b"a\n")).await.unwrap(), 1);
+        // Another process wrote segment 2 meanwhile: this one takes 3.
+        lake.store.put(&lake.child(&segment_path(2)), Bytes::from_static(b"x\n").into()).await.unwrap();
+        assert_eq!(wal.append(Bytes::from_static(b"b\n")).await.unwrap(), 3);
+        assert_eq!(wal.durable_through(), 3);
+        assert_eq!(wal.segments(1, 3).await.unwrap(), vec![2, 3]);
+        assert_eq!(wal.read(3).await.unwrap(), Bytes::from_static(b"b\n"));
+        assert!(dir.path().join("_stream/wal/00000000000000000003.ndjson").is_file());
+        assert_eq!(wal.truncate(2).await.unwrap(), 2);
+        assert_eq!(wal.segments(0, u64::MAX).await.unwrap(), vec![3]);
+        // Reopened: after the highest segment, or the committed number if higher.
+        assert_eq!(Wal::open(lake.clone(), None).await.unwrap().durable_through(), 3);
+        assert_eq!(Wal::open(lake.clone(), Some(9)).await.unwrap().durable_through(), 9);
+    }
+}
