@@ -95,6 +95,17 @@ pub struct ServeSettings {
     /// Result cache: most bytes held (MiB).
     #[arg(long, env = "CIP_CACHE_MB", default_value_t = 64)]
     pub cache_mb: usize,
+    /// Largest `POST /ingest/events` body (bytes): an NDJSON batch.
+    #[arg(long, env = "CIP_MAX_INGEST_BYTES", default_value_t = 32 << 20)]
+    pub max_ingest_bytes: usize,
+    /// Event-ingest requests per second per credential (its own bucket:
+    /// agency systems send one event per request).
+    #[arg(long, env = "CIP_INGEST_RATE_PER_SEC", default_value_t = 20_000.0)]
+    pub ingest_rate_per_sec: f64,
+    /// Logged requests not yet committed to the lake beyond which ingest
+    /// answers 503 with `Retry-After` (the queue is bounded, never open-ended).
+    #[arg(long, env = "CIP_MAX_STREAM_BACKLOG", default_value_t = 10_000)]
+    pub max_stream_backlog: u64,
 }
 
 /// `ServeSettings` as `cip serve` parses them, for callers without a command line.
@@ -134,6 +145,9 @@ impl ServeSettings {
             cache_mb: 64,
             as_of_version: None,
             as_of: None,
+            max_ingest_bytes: 1 << 20,
+            ingest_rate_per_sec: 1000.0,
+            max_stream_backlog: 10_000,
         }
     }
 

@@ -16,6 +16,8 @@ use std::collections::BTreeSet;
 pub const ANALYTICS_READ: &str = "analytics:read";
 /// Permission to create and delete saved reports.
 pub const REPORTS_WRITE: &str = "reports:write";
+/// Permission to send events to the streaming ingest (`POST /ingest/events`).
+pub const INGEST_WRITE: &str = "ingest:write";
 
 /// An authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]

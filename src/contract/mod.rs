@@ -200,6 +200,19 @@ impl Entity {
         Entity::ALL.into_iter().find(|e| e.name() == name)
     }
 
+    /// The singular noun of its streaming events (`<noun>.upserted`).
+    pub fn event_noun(self) -> &'static str {
+        match self {
+            Entity::Agencies => "agency",
+            Entity::Agents => "agent",
+            Entity::Carriers => "carrier",
+            Entity::CommissionSchedules => "commission_schedule",
+            Entity::Policies => "policy",
+            Entity::Commissions => "commission",
+            Entity::StatementLines => "statement_line",
+        }
+    }
+
     pub fn columns(self) -> &'static [Column] {
         match self {
             Entity::Agencies => AGENCIES,
@@ -285,6 +298,8 @@ pub enum RejectCode {
     MalformedRecord,
     /// A `tenant_id` outside the rule of [`check_tenant_id`].
     InvalidTenantId,
+    /// A streaming event naming a tenant other than its credential's.
+    TenantMismatch,
 }
 
 impl RejectCode {
@@ -300,6 +315,7 @@ impl RejectCode {
             RejectCode::InconsistentRow => "inconsistent_row",
             RejectCode::MalformedRecord => "malformed_record",
             RejectCode::InvalidTenantId => "invalid_tenant_id",
+            RejectCode::TenantMismatch => "tenant_mismatch",
         }
     }
 }

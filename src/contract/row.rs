@@ -144,6 +144,16 @@ impl RowParser {
         xxh3_128(buf)
     }
 
+    /// [`RowParser::key_hash`] of a row whose key values (in key order)
+    /// are `key`, without the rest of the row.
+    pub fn hash_of_key(key: &[Value]) -> u128 {
+        let mut buf = Vec::with_capacity(64);
+        for v in key {
+            encode(&mut buf, v);
+        }
+        xxh3_128(&buf)
+    }
+
     /// Content of the whole row, to tell an unchanged re-delivery from a change.
     pub fn row_hash(values: &[Value], buf: &mut Vec<u8>) -> u64 {
         buf.clear();

@@ -48,12 +48,15 @@ pub struct IngestOptions {
     /// Show a progress bar on stderr.
     pub progress: bool,
     pub fail: Option<FailPoint>,
+    /// The application transaction the run completes (the streaming
+    /// writer's log position), recorded in the version it publishes.
+    pub txn: Option<(String, u64)>,
 }
 
 impl Default for IngestOptions {
     fn default() -> Self {
         let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-        IngestOptions { workers, progress: false, fail: None }
+        IngestOptions { workers, progress: false, fail: None, txn: None }
     }
 }
 
@@ -185,7 +188,9 @@ pub async fn ingest(landing: &Location, lake: &Location, opts: &IngestOptions) -
     // commit path: if another writer publishes first, the resolution runs
     // again on top of its version (the staged parts are kept until then).
     let fail_before_publish = opts.fail == Some(FailPoint::BeforePublish);
-    let op = snapshot::Operation { name: "ingest", run_id: &run_id, data_change: true };
+    let txn = opts.txn.as_ref().map(|(app, seq)| (app.as_str(), *seq));
+    let name = if txn.is_some() { "stream" } else { "ingest" };
+    let op = snapshot::Operation { name, run_id: &run_id, data_change: true, txn };
     let mut attempt = 0u32;
     let (version, resolution) = snapshot::commit(lake, op, |base| {
         attempt += 1;

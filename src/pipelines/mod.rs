@@ -1,7 +1,9 @@
 //! Pipelines that land facts in the lake.
 
 pub mod batch;
+pub mod events;
 pub mod resolve;
 pub mod rollups;
 pub mod source;
 pub mod stage;
+pub mod stream;

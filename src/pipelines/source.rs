@@ -341,9 +341,9 @@ pub fn read_jsonl<R: Read, E>(
 /// Cells of one JSON object. Strings are taken as they are; numbers by their
 /// literal text (never through a float); `null` is no value.
 /// Why a JSON line is not a record, and its tenant if it could be seen.
-type JsonLineError = (String, Option<String>);
+pub(crate) type JsonLineError = (String, Option<String>);
 
-fn json_cells(text: &str, entity: Entity) -> Result<Vec<Option<Cow<'_, str>>>, JsonLineError> {
+pub(crate) fn json_cells(text: &str, entity: Entity) -> Result<Vec<Option<Cow<'_, str>>>, JsonLineError> {
     let obj: HashMap<String, &RawValue> =
         serde_json::from_str(text).map_err(|e| (format!("not a JSON object: {e}"), None))?;
     let tenant = obj.get("tenant_id").and_then(|v| serde_json::from_str::<String>(v.get()).ok());

@@ -19,6 +19,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use super::limits::RateLimiter;
 use super::state::AppState;
 use crate::auth::Principal;
 use crate::graphql::errors::Code;
@@ -136,6 +137,23 @@ impl Admitted {
 /// credential's bucket (429 with `Retry-After`), and open its tenant's view
 /// (503 before any snapshot).
 pub async fn admit(state: &AppState, headers: &HeaderMap, permission: &str) -> Result<Admitted, ApiError> {
+    let principal = authorize(state, headers, permission, &state.limiter)?;
+    match state.view(&principal.tenant_id).await {
+        Ok(Some((view, industry))) => Ok(Admitted { principal, view, industry }),
+        Ok(None) => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, Code::NotReady, "no snapshot published yet")),
+        Err(e) => Err(ApiError::internal(format!("opening tenant view failed: {e:#}"))),
+    }
+}
+
+/// The first steps of [`admit`] for doors that write rather than read
+/// (event ingest): authenticate (401), require `permission` (403), take a
+/// token of the credential's bucket (429 with `Retry-After`).
+pub fn authorize(
+    state: &AppState,
+    headers: &HeaderMap,
+    permission: &str,
+    limiter: &RateLimiter,
+) -> Result<Principal, ApiError> {
     let principal = state
         .authenticate(headers)
         .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, Code::Unauthenticated, e.to_string()))?;
@@ -145,15 +163,8 @@ pub async fn admit(state: &AppState, headers: &HeaderMap, permission: &str) -> R
     }
     // Buckets are per tenant and subject: two tenants' users named alike
     // (JWT `sub`) never share one.
-    state
-        .limiter
-        .check(&format!("{}\u{0}{}", principal.tenant_id, principal.subject))
-        .map_err(ApiError::rate_limited)?;
-    match state.view(&principal.tenant_id).await {
-        Ok(Some((view, industry))) => Ok(Admitted { principal, view, industry }),
-        Ok(None) => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, Code::NotReady, "no snapshot published yet")),
-        Err(e) => Err(ApiError::internal(format!("opening tenant view failed: {e:#}"))),
-    }
+    limiter.check(&format!("{}\u{0}{}", principal.tenant_id, principal.subject)).map_err(ApiError::rate_limited)?;
+    Ok(principal)
 }
 
 /// Run `work` in a concurrency slot on the engine's runtime, within the

@@ -4,6 +4,7 @@ pub mod engine;
 pub mod feeds;
 pub mod graphiql;
 pub mod guard;
+pub mod ingest;
 pub mod limits;
 pub mod reports;
 pub mod request;
@@ -35,6 +36,11 @@ impl Application {
         if let Err(e) = state.refresh().await {
             tracing::warn!(error = %e, "no snapshot loaded at start; will keep polling");
         }
+        // A pinned version is read-only (audits): no streaming writer.
+        if state.settings.as_of_version.is_none() && state.settings.as_of.is_none() {
+            let stream = crate::pipelines::stream::Stream::open(state.lake.clone()).await?;
+            let _ = state.stream.set(stream);
+        }
         let listener = TcpListener::bind(&state.settings.addr).await?;
         Ok(Application { listener, state })
     }
@@ -62,6 +68,7 @@ impl Application {
             .route("/metrics", get(routes::metrics))
             .route("/reports/{file}", get(reports::download))
             .route("/feeds/renewals.csv", get(feeds::renewals_csv))
+            .route("/ingest/events", axum::routing::post(ingest::events))
             .with_state(state)
     }
 
@@ -77,9 +84,36 @@ impl Application {
                 }
             }
         });
+        // The streaming writer commits micro-batches (a replay of the log
+        // first) and has each new version served at once.
+        // It runs on a thread of its own that drives the runtime's handle:
+        // the batch pipeline's future is not `Send` for every lifetime the
+        // compiler asks of a spawned task (a known limit of async closures).
+        let (stop_writer, stopped) = tokio::sync::oneshot::channel::<()>();
+        if let Some(stream) = self.state.stream.get().cloned() {
+            let state = self.state.clone();
+            let handle = tokio::runtime::Handle::current();
+            let on_commit = move |_version: u64| {
+                let state = state.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = state.refresh().await {
+                        tracing::warn!(error = %e, "snapshot refresh after a streaming commit failed");
+                    }
+                });
+            };
+            std::thread::Builder::new().name("cip-stream".into()).spawn(move || {
+                handle.block_on(async move {
+                    tokio::select! {
+                        () = stream.run(on_commit) => {}
+                        _ = stopped => {}
+                    }
+                })
+            })?;
+        }
         let app = Self::router(self.state.clone());
         let result = axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await;
         poller.abort();
+        let _ = stop_writer.send(());
         result
     }
 }

@@ -21,6 +21,7 @@ use crate::graphql::models::ModelCatalog;
 use crate::graphql::{CipSchema, build_schema};
 use crate::lake::{Location, Manifest, maintenance, snapshot, store};
 use crate::models::registry;
+use crate::pipelines::stream::Stream;
 use crate::query::industry::Industry;
 use crate::query::single_flight::SingleFlight;
 use crate::query::view::TenantView;
@@ -142,6 +143,10 @@ pub struct AppState {
     pub lake: Location,
     pub schema: CipSchema,
     pub limiter: RateLimiter,
+    /// The event-ingest door's own bucket per credential.
+    pub ingest_limiter: RateLimiter,
+    /// The streaming pipeline; `None` when serving a pinned version.
+    pub stream: std::sync::OnceLock<Arc<Stream>>,
     pub slots: Arc<Semaphore>,
     /// Where admitted operations run (see `engine.rs`).
     pub engine: Engine,
@@ -164,6 +169,8 @@ impl AppState {
         Ok(AppState {
             schema: build_schema(settings.shape_limits()),
             limiter: RateLimiter::new(settings.rate_per_sec, settings.rate_burst),
+            ingest_limiter: RateLimiter::new(settings.ingest_rate_per_sec, settings.ingest_rate_per_sec * 2.0),
+            stream: std::sync::OnceLock::new(),
             slots: Arc::new(Semaphore::new(settings.max_concurrent_queries)),
             engine: Engine::new(settings.engine_threads())?,
             stats: Stats::default(),

@@ -96,3 +96,10 @@ pub async fn json_of(resp: reqwest::Response) -> serde_json::Value {
     let bytes = resp.bytes().await.expect("response body");
     serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&bytes)))
 }
+
+/// `SELECT count(*) …` over the latest snapshot as `tenant` sees it.
+pub async fn count(lake: &TestLake, tenant_id: &str, sql: &str) -> i64 {
+    let batches = lake.sql(tenant(tenant_id), sql).await;
+    let c = batches[0].column(0).as_any().downcast_ref::<arrow::array::Int64Array>().expect("count(*) is Int64");
+    c.value(0)
+}

@@ -13,3 +13,4 @@ mod models;
 mod reports;
 mod rollups;
 mod serve;
+mod stream;

@@ -1,0 +1,397 @@
+//! The streaming pipeline: events accepted over HTTP → the write-ahead log
+//! (durable before the caller is answered) → micro-batches committed to the
+//! lake as versions, each recording the highest log sequence it contains.
+//!
+//! A micro-batch goes through the batch pipeline itself (validation,
+//! upsert by key, rejects, rollups, the one commit path), fed from an
+//! in-memory landing of the batch's winning rows, so streaming and batch
+//! ingest can never disagree on what a row means. Exactly once: the commit
+//! and its log position are one lake version; after a crash the log is
+//! replayed from the recorded position, and identical rows commit nothing.
+//! For one key the event with the latest `occurred_at` wins (ties: the
+//! larger `event_id`), within a batch and against events committed earlier
+//! by this process.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use arrow::array::{Array, StringArray};
+use bytes::Bytes;
+use object_store::ObjectStoreExt;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use serde::Serialize;
+use serde_json::value::RawValue;
+use tokio::sync::{Notify, watch};
+
+use crate::contract::row::{Reject, RowParser, value_at};
+use crate::contract::values::{Value, days_to_date};
+use crate::contract::{Entity, Kind, MONEY_SCALE, RATE_SCALE};
+use crate::lake::wal::{STREAM_APP, Wal};
+use crate::lake::{Location, parquet_io, snapshot};
+
+use super::batch::{self, IngestError, IngestOptions};
+use super::events::{EventChecker, EventKind, LoggedEvent, split_body};
+
+/// Event ids remembered per process to answer a re-sent event `duplicate`
+/// without logging it again (older repeats are still harmless: the same
+/// row upserts to nothing).
+const RECENT_IDS: usize = 1 << 20;
+
+/// One event's outcome, in request order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EventOutcome {
+    pub index: usize,
+    pub event_id: Option<String>,
+    /// `accepted`, `duplicate` or `rejected`.
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// The answer to one request: counts, the log sequence that holds the
+/// accepted events (when any), and each event's outcome.
+#[derive(Debug, Clone, Serialize)]
+pub struct Accepted {
+    pub accepted: usize,
+    pub duplicates: usize,
+    pub rejected: usize,
+    pub sequence: Option<u64>,
+    pub results: Vec<EventOutcome>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    #[error("the event log: {0}")]
+    Log(#[from] object_store::Error),
+    #[error("a logged segment is unreadable: {0}")]
+    Segment(String),
+    #[error(transparent)]
+    Ingest(#[from] IngestError),
+    #[error(transparent)]
+    Snapshot(#[from] snapshot::SnapshotError),
+}
+
+/// Bounded memory of recently accepted event ids, per tenant.
+#[derive(Default)]
+struct RecentIds {
+    order: VecDeque<(String, String)>,
+    seen: std::collections::HashSet<(String, String)>,
+}
+
+impl RecentIds {
+    fn contains(&self, tenant: &str, id: &str) -> bool {
+        self.seen.contains(&(tenant.to_string(), id.to_string()))
+    }
+
+    fn insert(&mut self, tenant: &str, id: &str) {
+        let k = (tenant.to_string(), id.to_string());
+        if self.seen.insert(k.clone()) {
+            self.order.push_back(k);
+            if self.order.len() > RECENT_IDS
+                && let Some(old) = self.order.pop_front()
+            {
+                self.seen.remove(&old);
+            }
+        }
+    }
+}
+
+/// The order of events for one key: occurred_at, then event id.
+type Stamp = (i64, String);
+
+/// The streaming pipeline of one lake.
+pub struct Stream {
+    lake: Location,
+    wal: Wal,
+    checker: EventChecker,
+    wake: Notify,
+    committed: watch::Sender<u64>,
+    recent: Mutex<RecentIds>,
+    /// (entity, tenant, key) → the stamp of the latest event committed.
+    latest: Mutex<HashMap<(Entity, String, u128), Stamp>>,
+    commits: AtomicU64,
+}
+
+impl Stream {
+    /// Open the log of `lake`, continuing after what its latest version holds.
+    pub async fn open(lake: Location) -> Result<Arc<Self>, StreamError> {
+        let committed = snapshot::latest(&lake).await?.and_then(|m| m.txns.get(STREAM_APP).copied());
+        let wal = Wal::open(lake.clone(), committed).await?;
+        Ok(Arc::new(Stream {
+            lake,
+            wal,
+            checker: EventChecker::default(),
+            wake: Notify::new(),
+            committed: watch::channel(committed.unwrap_or(0)).0,
+            recent: Mutex::new(RecentIds::default()),
+            latest: Mutex::new(HashMap::new()),
+            commits: AtomicU64::new(0),
+        }))
+    }
+
+    /// The highest log sequence a lake version contains.
+    pub fn committed(&self) -> u64 {
+        *self.committed.borrow()
+    }
+
+    /// Logged segments not yet in a lake version.
+    pub fn backlog(&self) -> u64 {
+        self.wal.durable_through().saturating_sub(self.committed())
+    }
+
+    /// Check the events of `body` for `tenant`, log the accepted ones
+    /// durably, and say what became of each. Returns once they are durable.
+    pub async fn accept(&self, tenant: &str, body: &str) -> Result<Accepted, StreamError> {
+        let mut results = Vec::new();
+        let mut lines = Vec::new();
+        let mut in_request = std::collections::HashSet::new();
+        for (index, text) in split_body(body).into_iter().enumerate() {
+            match self.checker.check(text, tenant) {
+                Ok(e) => {
+                    let repeat = !in_request.insert(e.event_id.clone())
+                        || self.recent.lock().expect("recent ids").contains(tenant, &e.event_id);
+                    let status = if repeat { "duplicate" } else { "accepted" };
+                    results.push(EventOutcome {
+                        index,
+                        event_id: Some(e.event_id.clone()),
+                        status,
+                        code: None,
+                        reason: None,
+                    });
+                    if !repeat {
+                        lines.push(serde_json::to_string(&e).expect("events serialise"));
+                    }
+                }
+                Err(r) => results.push(EventOutcome {
+                    index,
+                    event_id: r.event_id,
+                    status: "rejected",
+                    code: Some(r.reject.code.as_str()),
+                    reason: Some(r.reject.message),
+                }),
+            }
+        }
+        let count = |s: &str| results.iter().filter(|r| r.status == s).count();
+        let sequence = if lines.is_empty() {
+            None
+        } else {
+            let mut body = lines.join("\n");
+            body.push('\n');
+            let seq = self.wal.append(Bytes::from(body)).await?;
+            let mut recent = self.recent.lock().expect("recent ids");
+            for r in results.iter().filter(|r| r.status == "accepted") {
+                recent.insert(tenant, r.event_id.as_deref().expect("accepted events have ids"));
+            }
+            self.wake.notify_one();
+            Some(seq)
+        };
+        Ok(Accepted {
+            accepted: count("accepted"),
+            duplicates: count("duplicate"),
+            rejected: count("rejected"),
+            sequence,
+            results,
+        })
+    }
+
+    /// Wait until a lake version contains log sequence `seq`.
+    pub async fn wait_committed(&self, seq: u64) {
+        let mut rx = self.committed.subscribe();
+        let _ = rx.wait_for(|c| *c >= seq).await;
+    }
+
+    /// Commit micro-batches until the task is dropped: at once when events
+    /// arrive and the previous commit is done, so under load a batch holds
+    /// everything that arrived during the last commit. `on_commit` is told
+    /// each version published.
+    pub async fn run(self: Arc<Self>, on_commit: impl Fn(u64) + Send + Sync) {
+        loop {
+            if self.backlog() == 0 {
+                // Woken by an accept; the timeout also retries after errors.
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(1), self.wake.notified()).await;
+            }
+            match self.commit_once().await {
+                Ok(Some(version)) => on_commit(version),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "streaming commit failed; retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                }
+            }
+        }
+    }
+
+    /// Commit every durable segment not yet committed as one lake version;
+    /// the version published, if any row changed.
+    pub async fn commit_once(&self) -> Result<Option<u64>, StreamError> {
+        let after = self.committed();
+        let through = self.wal.durable_through();
+        if through <= after {
+            return Ok(None);
+        }
+        let mut events: Vec<LoggedEvent> = Vec::new();
+        for seq in self.wal.segments(after, through).await? {
+            let bytes = self.wal.read(seq).await?;
+            let text = std::str::from_utf8(&bytes).map_err(|e| StreamError::Segment(format!("{seq}: {e}")))?;
+            for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                events.push(serde_json::from_str(line).map_err(|e| StreamError::Segment(format!("{seq}: {e}")))?);
+            }
+        }
+        let (landing, applied) = self.micro_batch(events).await?;
+        let opts = IngestOptions { txn: Some((STREAM_APP.to_string(), through)), ..IngestOptions::default() };
+        let report = batch::ingest(&landing, &self.lake, &opts).await;
+        let report = match report {
+            Ok(r) => Some(r),
+            // Every event of the range was stale or repeated: nothing to land.
+            Err(IngestError::NoFiles(_)) => None,
+            Err(e) => return Err(e.into()),
+        };
+        self.latest.lock().expect("latest stamps").extend(applied);
+        self.committed.send_replace(through);
+        if let Err(e) = self.wal.truncate(through).await {
+            tracing::warn!(error = %e, through, "could not delete committed log segments; they are skipped on replay");
+        }
+        let published = report.filter(|r| r.published).and_then(|r| r.snapshot);
+        if published.is_some() {
+            self.commits.fetch_add(1, Ordering::Relaxed);
+        }
+        tracing::debug!(through, ?published, "streaming micro-batch committed");
+        Ok(published)
+    }
+
+    /// The winning row of every key the events touch, as an in-memory
+    /// landing (one JSON Lines file per entity), and the stamps to remember.
+    async fn micro_batch(
+        &self,
+        mut events: Vec<LoggedEvent>,
+    ) -> Result<(Location, Vec<((Entity, String, u128), Stamp)>), StreamError> {
+        events.sort_by(|a, b| (a.at_ms, &a.event_id).cmp(&(b.at_ms, &b.event_id)));
+        // (entity, tenant, key) → (stamp, row)
+        let mut rows: BTreeMap<(Entity, String, u128), (Stamp, String)> = BTreeMap::new();
+        let mut stored: HashMap<String, HashMap<String, String>> = HashMap::new();
+        for e in events {
+            let kind = e.kind();
+            let stamp = (e.at_ms, e.event_id.clone());
+            let (key, row) = match kind {
+                EventKind::Upserted(entity) => match self.checker.check_row(entity, e.data.get()) {
+                    Ok(k) => (k, e.data.get().to_string()),
+                    Err(r) => {
+                        log_unapplied(&e, &r);
+                        continue;
+                    }
+                },
+                EventKind::Cancelled => {
+                    let c: Cancellation = serde_json::from_str(e.data.get())
+                        .map_err(|err| StreamError::Segment(format!("cancellation {}: {err}", e.event_id)))?;
+                    let key = RowParser::hash_of_key(&[Value::Str(&c.policy_id)]);
+                    let base = match rows.get(&(Entity::Policies, e.tenant_id.clone(), key)) {
+                        Some((_, row)) => Some(row.clone()),
+                        None => {
+                            if !stored.contains_key(&e.tenant_id) {
+                                let found = self.stored_policies(&e.tenant_id).await?;
+                                stored.insert(e.tenant_id.clone(), found);
+                            }
+                            stored[&e.tenant_id].get(&c.policy_id).cloned()
+                        }
+                    };
+                    let Some(base) = base else {
+                        let why = Reject::new(
+                            crate::contract::RejectCode::MissingValue,
+                            format!("policy {} is not known: nothing to cancel", c.policy_id),
+                        );
+                        log_unapplied(&e, &why);
+                        continue;
+                    };
+                    (key, cancelled(&base, &c.cancellation_date))
+                }
+            };
+            let id = (kind.entity(), e.tenant_id.clone(), key);
+            let newer_committed = self.latest.lock().expect("latest stamps").get(&id).is_some_and(|s| *s > stamp);
+            if newer_committed {
+                continue;
+            }
+            rows.insert(id, (stamp, row));
+        }
+        let store: Arc<dyn object_store::ObjectStore> = Arc::new(InMemory::new());
+        let landing = Location {
+            store,
+            prefix: Path::from("landing"),
+            store_url: url::Url::parse("memory://stream-batch").expect("static url"),
+        };
+        let mut files: BTreeMap<Entity, String> = BTreeMap::new();
+        let mut applied = Vec::with_capacity(rows.len());
+        for ((entity, tenant, key), (stamp, row)) in rows {
+            let f = files.entry(entity).or_default();
+            f.push_str(&row);
+            f.push('\n');
+            applied.push(((entity, tenant, key), stamp));
+        }
+        for (entity, text) in files {
+            let path = landing.child(&format!("{}/stream.jsonl", entity.name()));
+            landing.store.put(&path, Bytes::from(text).into()).await?;
+        }
+        Ok((landing, applied))
+    }
+
+    /// The tenant's stored policies as JSON rows, by policy id.
+    async fn stored_policies(&self, tenant: &str) -> Result<HashMap<String, String>, StreamError> {
+        let mut out = HashMap::new();
+        let Some(manifest) = snapshot::latest(&self.lake).await? else { return Ok(out) };
+        for f in manifest.tenant_files(Entity::Policies.name(), tenant) {
+            let batches = parquet_io::read(&self.lake.store, &self.lake.child(&f.path), None)
+                .await
+                .map_err(|e| StreamError::Segment(format!("reading {}: {e}", f.path)))?;
+            for b in &batches {
+                let ids = b.column_by_name("policy_id").expect("policy_id column");
+                let ids = ids.as_any().downcast_ref::<StringArray>().expect("policy_id as utf8");
+                for r in 0..b.num_rows() {
+                    out.insert(ids.value(r).to_string(), row_json(Entity::Policies, b, r));
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct Cancellation {
+    policy_id: String,
+    cancellation_date: String,
+}
+
+/// `row` (a policy as JSON) cancelled on `date`.
+fn cancelled(row: &str, date: &str) -> String {
+    let mut m: BTreeMap<String, Box<RawValue>> = serde_json::from_str(row).expect("logged rows are objects");
+    let text = |s: &str| RawValue::from_string(serde_json::to_string(s).expect("string")).expect("json");
+    m.insert("status".into(), text("cancelled"));
+    m.insert("cancellation_date".into(), text(date.trim()));
+    serde_json::to_string(&m).expect("raw values serialise")
+}
+
+/// One stored row as a contract JSON object (the landing's own format).
+fn row_json(entity: Entity, batch: &arrow::record_batch::RecordBatch, row: usize) -> String {
+    let mut m = serde_json::Map::new();
+    for col in entity.columns() {
+        let Some(array) = batch.column_by_name(col.name) else { continue };
+        let text = match value_at(array.as_ref(), row) {
+            Value::Null => continue,
+            Value::Str(s) => s.to_string(),
+            Value::Date(d) => days_to_date(d).format("%Y-%m-%d").to_string(),
+            Value::Decimal(m) => {
+                let scale = if col.kind == Kind::Rate { RATE_SCALE } else { MONEY_SCALE };
+                rust_decimal::Decimal::from_i128_with_scale(m, scale as u32).to_string()
+            }
+        };
+        m.insert(col.name.to_string(), serde_json::Value::String(text));
+    }
+    serde_json::Value::Object(m).to_string()
+}
+
+fn log_unapplied(e: &LoggedEvent, r: &Reject) {
+    tracing::warn!(event_id = %e.event_id, tenant = %e.tenant_id, code = r.code.as_str(), reason = %r.message,
+        "a logged event could not be applied");
+}

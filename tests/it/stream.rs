@@ -1,0 +1,208 @@
+//! Streaming ingest end to end: events over HTTP to the real server on a
+//! random port, the write-ahead log, micro-batches committed to the lake,
+//! and the figures GraphQL gives afterwards (worked out by hand on `BOOK`).
+
+use std::time::{Duration, Instant};
+
+use cip::lake::wal::STREAM_APP;
+use cip::pipelines::stream::Stream;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestLake, json_of};
+use crate::serve::{BOOK, TestApp};
+
+fn event(id: &str, kind: &str, at: &str, data: Value) -> String {
+    json!({ "event_id": id, "type": kind, "occurred_at": at, "data": data }).to_string()
+}
+
+/// A renewal commission on P4 (G1, agent A1) in June 2025.
+fn commission_c7(premium: &str, gross: &str, agent: &str, agency: &str) -> Value {
+    json!({ "commission_id": "C7", "policy_id": "P4", "agent_id": "A1", "carrier_id": "K1",
+            "transaction_date": "2025-06-10", "kind": "renewal", "premium_amount": premium,
+            "commission_rate": "0.10", "gross_commission": gross, "agent_commission": agent,
+            "agency_commission": agency })
+}
+
+async fn send(app: &TestApp, auth: &str, body: String) -> (u16, Value) {
+    let resp = reqwest::Client::new()
+        .post(format!("{}/ingest/events", app.url))
+        .header("Authorization", format!("Bearer {auth}"))
+        .header("Content-Type", "application/x-ndjson")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), json_of(resp).await)
+}
+
+const G1_JUNE_2025: &str = r#"{ agency(id: "G1") { kpis(asOf: "2025-06-30") { mtdCommission ytdCommission activePolicies } }
+  agencies { id name } }"#;
+
+#[tokio::test]
+async fn acknowledged_events_are_queryable_once_with_the_latest_occurrence_winning() {
+    let app = TestApp::spawn().await;
+    let token = TestApp::token("t1", &["ingest:write", "analytics:read"]);
+    // Before: June nothing, YTD C6 110.00, P4 active (see serve::kpis_at_an_as_of_date).
+    let before = app.t1(G1_JUNE_2025).await;
+    assert_eq!(
+        before["agency"]["kpis"],
+        json!({"mtdCommission": "0.00", "ytdCommission": "110.00", "activePolicies": 1})
+    );
+
+    let body = [
+        event("e1", "commission.upserted", "2025-06-10T12:00:00Z", commission_c7("100.00", "10.00", "4.00", "6.00")),
+        // The same event again in the same request: acknowledged, not logged twice.
+        event("e1", "commission.upserted", "2025-06-10T12:00:00Z", commission_c7("100.00", "10.00", "4.00", "6.00")),
+        // Another tenant named by a t1 credential.
+        json!({ "event_id": "e3", "tenant_id": "t2", "type": "agency.upserted", "occurred_at": "2025-06-10T12:00:00Z",
+                "data": { "agency_id": "G9", "name": "Intruder" } })
+        .to_string(),
+        // Money with three fraction digits.
+        event("e4", "commission.upserted", "2025-06-10T12:00:00Z", commission_c7("100.005", "10.00", "4.00", "6.00")),
+        event(
+            "e5",
+            "policy.cancelled",
+            "2025-06-01T08:00:00Z",
+            json!({ "policy_id": "P4", "cancellation_date": "2025-06-01" }),
+        ),
+        // Out of order: the later occurrence arrives first and must win.
+        event(
+            "e6",
+            "agency.upserted",
+            "2025-06-02T00:00:00Z",
+            json!({ "agency_id": "G2", "name": "South Agency West", "state": "TX" }),
+        ),
+        event(
+            "e7",
+            "agency.upserted",
+            "2025-06-01T00:00:00Z",
+            json!({ "agency_id": "G2", "name": "Old Name", "state": "TX" }),
+        ),
+    ]
+    .join("\n");
+    let sent = Instant::now();
+    let (status, out) = send(&app, &token, body).await;
+    assert_eq!(status, 200, "{out}");
+    assert_eq!(
+        (out["accepted"].clone(), out["duplicates"].clone(), out["rejected"].clone()),
+        (json!(4), json!(1), json!(2))
+    );
+    let statuses: Vec<(Value, Value, Value)> = out["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["event_id"].clone(), r["status"].clone(), r.get("code").cloned().unwrap_or(Value::Null)))
+        .collect();
+    assert_eq!(
+        statuses,
+        vec![
+            (json!("e1"), json!("accepted"), Value::Null),
+            (json!("e1"), json!("duplicate"), Value::Null),
+            (json!("e3"), json!("rejected"), json!("tenant_mismatch")),
+            (json!("e4"), json!("rejected"), json!("money_precision")),
+            (json!("e5"), json!("accepted"), Value::Null),
+            (json!("e6"), json!("accepted"), Value::Null),
+            (json!("e7"), json!("accepted"), Value::Null),
+        ]
+    );
+    let seq = out["sequence"].as_u64().expect("a log sequence");
+
+    // Visible through GraphQL: poll until the served figures change.
+    let after = loop {
+        let data = app.t1(G1_JUNE_2025).await;
+        if data["agency"]["kpis"]["ytdCommission"] != json!("110.00") {
+            break data;
+        }
+        assert!(sent.elapsed() < Duration::from_secs(20), "events not visible after 20 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    // June: C7 10.00; YTD 110.00 + 10.00; P4 cancelled on 2025-06-01 → none active on 2025-06-30.
+    assert_eq!(
+        after["agency"]["kpis"],
+        json!({"mtdCommission": "10.00", "ytdCommission": "120.00", "activePolicies": 0})
+    );
+    assert_eq!(
+        after["agencies"],
+        json!([{"id": "G1", "name": "North Agency"}, {"id": "G2", "name": "South Agency West"}])
+    );
+    let manifest = app.lake.latest().await.unwrap();
+    assert_eq!(manifest.txns.get(STREAM_APP), Some(&seq));
+    // Tenant t2's rows are untouched: still its one agency.
+    assert_eq!(
+        crate::helpers::count(&app.lake, "t2", "SELECT count(*) FROM agencies WHERE name = 'Intruder'").await,
+        0
+    );
+
+    // Sent again later (a client retry): acknowledged as a duplicate, nothing new published.
+    let version = manifest.version;
+    let (status, again) = send(
+        &app,
+        &token,
+        event("e1", "commission.upserted", "2025-06-10T12:00:00Z", commission_c7("100.00", "10.00", "4.00", "6.00")),
+    )
+    .await;
+    assert_eq!((status, again["duplicates"].clone(), again["sequence"].clone()), (200, json!(1), Value::Null));
+    // A stale event for G2 (older than the committed one) changes nothing.
+    let (_, stale) = send(
+        &app,
+        &token,
+        event("e8", "agency.upserted", "2025-05-01T00:00:00Z", json!({ "agency_id": "G2", "name": "Stale" })),
+    )
+    .await;
+    let stream = app.state.stream.get().unwrap().clone();
+    stream.wait_committed(stale["sequence"].as_u64().unwrap()).await;
+    assert_eq!(app.lake.latest().await.unwrap().version, version);
+    assert_eq!(app.t1("{ agencies { name } }").await["agencies"][1]["name"], "South Agency West");
+}
+
+#[tokio::test]
+async fn the_ingest_door_checks_credentials_scope_and_size() {
+    let app = TestApp::spawn_with(|s| cip::config::ServeSettings { max_ingest_bytes: 2048, ..s }).await;
+    let one =
+        event("e1", "carrier.upserted", "2025-06-10T12:00:00Z", json!({ "carrier_id": "K9", "name": "New Carrier" }));
+    let client = reqwest::Client::new();
+    let none = client.post(format!("{}/ingest/events", app.url)).body(one.clone()).send().await.unwrap();
+    assert_eq!(none.status().as_u16(), 401);
+    // A read-only credential may not write.
+    let (status, body) = send(&app, &TestApp::token("t1", &["analytics:read"]), one.clone()).await;
+    assert_eq!((status, body["errors"][0]["extensions"]["code"].clone()), (403, json!("FORBIDDEN")));
+    // Over the configured body limit: 413, nothing logged.
+    let big = vec![one.clone(); 40].join("\n");
+    assert!(big.len() > 2048);
+    let (status, body) = send(&app, &TestApp::token("t1", &["ingest:write"]), big).await;
+    assert_eq!((status, body["errors"][0]["extensions"]["code"].clone()), (413, json!("TOO_LARGE")));
+    assert_eq!(app.state.stream.get().unwrap().backlog(), 0);
+}
+
+/// A crash after events were acknowledged and before their commit: a new
+/// process replays the log, lands every event once, and deletes the log.
+#[tokio::test]
+async fn a_restart_replays_acknowledged_events_exactly_once() {
+    let lake = TestLake::new();
+    for (path, body) in BOOK {
+        lake.land(path, body);
+    }
+    cip::pipelines::batch::ingest(&lake.landing(), &lake.lake(), &Default::default()).await.unwrap();
+    let first = Stream::open(lake.lake()).await.unwrap();
+    let body = [
+        event("x1", "carrier.upserted", "2025-06-10T12:00:00Z", json!({ "carrier_id": "K3", "name": "Lakes Mutual" })),
+        event("x2", "carrier.upserted", "2025-06-10T12:00:01Z", json!({ "carrier_id": "K4", "name": "Coast Re" })),
+    ]
+    .join("\n");
+    let acked = first.accept("t1", &body).await.unwrap();
+    assert_eq!((acked.accepted, acked.sequence), (2, Some(1)));
+    drop(first); // the process dies before its writer ran
+
+    let second = Stream::open(lake.lake()).await.unwrap();
+    assert_eq!((second.committed(), second.backlog()), (0, 1));
+    let v = second.commit_once().await.unwrap().expect("a version");
+    assert_eq!(second.commit_once().await.unwrap(), None, "nothing left to commit");
+    const NEW_CARRIERS: &str = "SELECT count(*) FROM carriers WHERE carrier_id IN ('K3', 'K4')";
+    assert_eq!(crate::helpers::count(&lake, "t1", NEW_CARRIERS).await, 2);
+    // A third process finds everything committed and the log empty.
+    let third = Stream::open(lake.lake()).await.unwrap();
+    assert_eq!((third.committed(), third.backlog()), (1, 0));
+    assert_eq!(third.commit_once().await.unwrap(), None);
+    assert_eq!(lake.latest().await.unwrap().version, v);
+    assert_eq!(crate::helpers::count(&lake, "t1", NEW_CARRIERS).await, 2);
+}
