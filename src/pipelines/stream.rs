@@ -67,6 +67,8 @@ pub struct Accepted {
 pub enum StreamError {
     #[error("the event log: {0}")]
     Log(#[from] object_store::Error),
+    #[error("writing the event log: {0}")]
+    LogWrite(String),
     #[error("a logged segment is unreadable: {0}")]
     Segment(String),
     #[error(transparent)]
@@ -103,6 +105,14 @@ impl RecentIds {
 /// The order of events for one key: occurred_at, then event id.
 type Stamp = (i64, String);
 
+/// Accepted events of requests waiting for the next log segment, and who
+/// waits for its sequence number.
+#[derive(Default)]
+struct Group {
+    body: String,
+    waiting: Vec<tokio::sync::oneshot::Sender<Result<u64, String>>>,
+}
+
 /// The streaming pipeline of one lake.
 pub struct Stream {
     lake: Location,
@@ -114,6 +124,10 @@ pub struct Stream {
     /// (entity, tenant, key) → the stamp of the latest event committed.
     latest: Mutex<HashMap<(Entity, String, u128), Stamp>>,
     commits: AtomicU64,
+    /// Group commit of the log: requests that arrive while a segment is
+    /// being written go into the next one together.
+    group: Mutex<Group>,
+    flushing: tokio::sync::Mutex<()>,
 }
 
 impl Stream {
@@ -130,6 +144,8 @@ impl Stream {
             recent: Mutex::new(RecentIds::default()),
             latest: Mutex::new(HashMap::new()),
             commits: AtomicU64::new(0),
+            group: Mutex::new(Group::default()),
+            flushing: tokio::sync::Mutex::new(()),
         }))
     }
 
@@ -181,7 +197,7 @@ impl Stream {
         } else {
             let mut body = lines.join("\n");
             body.push('\n');
-            let seq = self.wal.append(Bytes::from(body)).await?;
+            let seq = self.log(body).await?;
             let mut recent = self.recent.lock().expect("recent ids");
             for r in results.iter().filter(|r| r.status == "accepted") {
                 recent.insert(tenant, r.event_id.as_deref().expect("accepted events have ids"));
@@ -196,6 +212,30 @@ impl Stream {
             sequence,
             results,
         })
+    }
+
+    /// Make `body` durable in the log, in one segment with whatever other
+    /// requests are waiting: the first to get the flush lock writes the
+    /// whole group, later holders find their events already written. One
+    /// put (and fsync) then serves many small requests.
+    async fn log(&self, body: String) -> Result<u64, StreamError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        {
+            let mut g = self.group.lock().expect("log group");
+            g.body.push_str(&body);
+            g.waiting.push(tx);
+        }
+        {
+            let _flushing = self.flushing.lock().await;
+            let group = std::mem::take(&mut *self.group.lock().expect("log group"));
+            if !group.waiting.is_empty() {
+                let result = self.wal.append(Bytes::from(group.body)).await.map_err(|e| e.to_string());
+                for w in group.waiting {
+                    let _ = w.send(result.clone());
+                }
+            }
+        }
+        rx.await.map_err(|_| StreamError::LogWrite("the log writer went away".into()))?.map_err(StreamError::LogWrite)
     }
 
     /// Wait until a lake version contains log sequence `seq`.

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Streaming ingest under load: CLIENTS clients post commission events to
+# `cip serve` on loopback for SECONDS in NDJSON batches of BATCH, then
+# SECONDS one event per request, while a prober sends a marker event and
+# times acknowledgement → visible in a GraphQL query, and the script samples
+# the server's RSS. It stops by itself.
+#
+#   benches/streaming.sh [SECONDS] [CLIENTS] [BATCH] [POLICIES]   (defaults 30, 4, 1000, 20000)
+#
+# Prints accepted events/s per phase, p50/p99 visibility, refusals (429/503)
+# and the server's RSS (first, max, last sample). Targets (issue 11):
+# >= 50,000 events/s in batches, >= 5,000 one per request, p99 visibility
+# <= 1 s, flat memory. Uses the binary of the README's commands; the driver is
+# benches/streaming.py (aiohttp from PyPI in a venv under the work dir).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECONDS_RUN="${1:-30}"
+CLIENTS="${2:-4}"
+BATCH="${3:-1000}"
+POLICIES="${4:-20000}"
+WORK="${BENCH_DIR:-/tmp/cip-bench-stream}"
+source scripts/env.sh
+cargo build --locked --quiet
+CIP="$CARGO_TARGET_DIR/debug/cip"
+
+mkdir -p "$WORK"
+if [ ! -x "$WORK/venv/bin/python" ]; then
+  python3 -m venv "$WORK/venv"
+  "$WORK/venv/bin/pip" install --quiet aiohttp
+fi
+# A fresh lake per run: the events of one run would otherwise stay.
+rm -rf "$WORK/landing" "$WORK/truth" "$WORK/lake"
+"$CIP" generate --out "$WORK/landing" --truth "$WORK/truth" --policies "$POLICIES" --seed 11 --bad-row-rate 0 >/dev/null
+"$CIP" ingest --landing "$WORK/landing" --lake "$WORK/lake" --json >/dev/null
+TENANT=$(ls "$WORK/lake/policies" | grep "^tenant_id=" | head -n 1 | sed 's/^tenant_id=//')
+KEY=$("$CIP" keys create --lake "$WORK/lake" --tenant "$TENANT" --scopes ingest:write,analytics:read 2>/dev/null)
+
+PORT=$("$WORK/venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+env -u CIP_JWT_SECRET "$CIP" serve --lake "$WORK/lake" --addr "127.0.0.1:$PORT" > "$WORK/serve.log" 2>&1 &
+SERVER=$!
+trap 'kill $SERVER 2>/dev/null || true' EXIT
+for i in $(seq 1 100); do
+  curl -sf "http://127.0.0.1:$PORT/ready" >/dev/null 2>&1 && break
+  [ "$i" = 100 ] && { echo "the server never became ready: see $WORK/serve.log" >&2; exit 1; }
+  sleep 0.2
+done
+echo "tenant $TENANT, $POLICIES policies in the book"
+"$WORK/venv/bin/python" benches/streaming.py --url "http://127.0.0.1:$PORT" --pid "$SERVER" --key "$KEY" \
+  --seconds "$SECONDS_RUN" --clients "$CLIENTS" --batch "$BATCH" --out "$WORK/last.json"
