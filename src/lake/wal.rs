@@ -25,6 +25,9 @@ use object_store::{ObjectStoreExt, PutMode, PutOptions};
 use super::store::Location;
 
 pub const WAL_DIR: &str = "_stream/wal";
+/// Stamps (the latest `occurred_at` and event id per key) of the events
+/// each micro-batch applied, named by the batch's highest log sequence.
+pub const STAMPS_DIR: &str = "_stream/stamps";
 /// The application id of the streaming writer's transactions.
 pub const STREAM_APP: &str = "cip-stream";
 
@@ -125,9 +128,54 @@ impl Wal {
     }
 }
 
+/// Write the stamps of the micro-batch that commits through `through`
+/// (before its lake version, so a committed batch always has them).
+pub async fn write_stamps(lake: &Location, through: u64, body: Bytes) -> Result<(), object_store::Error> {
+    let path = lake.child(&format!("{STAMPS_DIR}/{through:020}.ndjson"));
+    lake.store.put(&path, body.into()).await.map(|_| ())
+}
+
+/// The stamp files of finished micro-batches, oldest first: those at or
+/// below `committed` (the lake's recorded position), and those below the
+/// lowest log segment still present (a segment is deleted only after its
+/// batch was decided, also when it published nothing; a stamp file at or
+/// above it may belong to a batch that never committed, whose events will
+/// be replayed).
+pub async fn read_stamps(lake: &Location, committed: u64) -> Result<Vec<(u64, Bytes)>, object_store::Error> {
+    let pending = list(lake).await?.first().copied().unwrap_or(u64::MAX);
+    let mut out = Vec::new();
+    for seq in list_dir(lake, STAMPS_DIR).await?.into_iter().filter(|s| *s <= committed || *s < pending) {
+        let path = lake.child(&format!("{STAMPS_DIR}/{seq:020}.ndjson"));
+        out.push((seq, lake.store.get(&path).await?.bytes().await?));
+    }
+    Ok(out)
+}
+
+/// Replace the stamp files at or below `through` by one holding `body`
+/// (every stamp known): written first, then the older ones deleted.
+pub async fn compact_stamps(lake: &Location, through: u64, body: Bytes) -> Result<(), object_store::Error> {
+    write_stamps(lake, through, body).await?;
+    for seq in list_dir(lake, STAMPS_DIR).await?.into_iter().filter(|s| *s < through) {
+        match lake.store.delete(&lake.child(&format!("{STAMPS_DIR}/{seq:020}.ndjson"))).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// How many stamp files there are (compaction is due past a few dozen).
+pub async fn stamp_files(lake: &Location) -> Result<usize, object_store::Error> {
+    Ok(list_dir(lake, STAMPS_DIR).await?.len())
+}
+
 /// Sequence numbers of the segments in the log, ascending.
 async fn list(lake: &Location) -> Result<Vec<u64>, object_store::Error> {
-    let metas: Vec<_> = match lake.store.list(Some(&lake.child(WAL_DIR))).try_collect().await {
+    list_dir(lake, WAL_DIR).await
+}
+
+async fn list_dir(lake: &Location, dir: &str) -> Result<Vec<u64>, object_store::Error> {
+    let metas: Vec<_> = match lake.store.list(Some(&lake.child(dir))).try_collect().await {
         Ok(m) => m,
         Err(object_store::Error::NotFound { .. }) => Vec::new(),
         Err(e) => return Err(e),

@@ -28,7 +28,7 @@ use tokio::sync::{Notify, watch};
 use crate::contract::row::{Reject, RowParser, value_at};
 use crate::contract::values::{Value, days_to_date};
 use crate::contract::{Entity, Kind, MONEY_SCALE, RATE_SCALE};
-use crate::lake::wal::{STREAM_APP, Wal};
+use crate::lake::wal::{self, STREAM_APP, Wal};
 use crate::lake::{Location, parquet_io, snapshot};
 
 use super::batch::{self, IngestError, IngestOptions};
@@ -105,6 +105,58 @@ impl RecentIds {
 /// The order of events for one key: occurred_at, then event id.
 type Stamp = (i64, String);
 
+/// Stamp files beyond which they are merged into one.
+const STAMP_FILES: usize = 32;
+
+/// One key's stamp as the stamp files keep it.
+#[derive(Serialize, serde::Deserialize)]
+struct StampLine {
+    entity: String,
+    tenant: String,
+    /// The key hash, hex.
+    key: String,
+    at_ms: i64,
+    event_id: String,
+}
+
+type Stamps = HashMap<(Entity, String, u128), Stamp>;
+
+fn stamp_lines<'a>(stamps: impl Iterator<Item = (&'a (Entity, String, u128), &'a Stamp)>) -> Bytes {
+    let mut body = String::new();
+    for ((entity, tenant, key), (at_ms, event_id)) in stamps {
+        let line = StampLine {
+            entity: entity.name().to_string(),
+            tenant: tenant.clone(),
+            key: format!("{key:032x}"),
+            at_ms: *at_ms,
+            event_id: event_id.clone(),
+        };
+        body.push_str(&serde_json::to_string(&line).expect("stamps serialise"));
+        body.push('\n');
+    }
+    Bytes::from(body)
+}
+
+/// The stamps of every finished micro-batch (later files win).
+async fn load_stamps(lake: &Location, committed: u64) -> Result<Stamps, StreamError> {
+    let mut stamps = Stamps::new();
+    for (seq, bytes) in wal::read_stamps(lake, committed).await? {
+        let bad = |e: String| StreamError::Segment(format!("stamps {seq}: {e}"));
+        let text = std::str::from_utf8(&bytes).map_err(|e| bad(e.to_string()))?;
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let s: StampLine = serde_json::from_str(line).map_err(|e| bad(e.to_string()))?;
+            let entity = Entity::from_name(&s.entity).ok_or_else(|| bad(format!("entity {}", s.entity)))?;
+            let key = u128::from_str_radix(&s.key, 16).map_err(|e| bad(e.to_string()))?;
+            let stamp = (s.at_ms, s.event_id);
+            let slot = stamps.entry((entity, s.tenant, key)).or_insert_with(|| stamp.clone());
+            if stamp > *slot {
+                *slot = stamp;
+            }
+        }
+    }
+    Ok(stamps)
+}
+
 /// Accepted events of requests waiting for the next log segment, and who
 /// waits for its sequence number.
 #[derive(Default)]
@@ -122,7 +174,7 @@ pub struct Stream {
     committed: watch::Sender<u64>,
     recent: Mutex<RecentIds>,
     /// (entity, tenant, key) → the stamp of the latest event committed.
-    latest: Mutex<HashMap<(Entity, String, u128), Stamp>>,
+    latest: Mutex<Stamps>,
     commits: AtomicU64,
     /// Group commit of the log: requests that arrive while a segment is
     /// being written go into the next one together.
@@ -135,6 +187,7 @@ impl Stream {
     pub async fn open(lake: Location) -> Result<Arc<Self>, StreamError> {
         let committed = snapshot::latest(&lake).await?.and_then(|m| m.txns.get(STREAM_APP).copied());
         let wal = Wal::open(lake.clone(), committed).await?;
+        let latest = load_stamps(&lake, committed.unwrap_or(0)).await?;
         Ok(Arc::new(Stream {
             lake,
             wal,
@@ -142,7 +195,7 @@ impl Stream {
             wake: Notify::new(),
             committed: watch::channel(committed.unwrap_or(0)).0,
             recent: Mutex::new(RecentIds::default()),
-            latest: Mutex::new(HashMap::new()),
+            latest: Mutex::new(latest),
             commits: AtomicU64::new(0),
             group: Mutex::new(Group::default()),
             flushing: tokio::sync::Mutex::new(()),
@@ -282,6 +335,9 @@ impl Stream {
             }
         }
         let (landing, applied) = self.micro_batch(events).await?;
+        // Before the version: a committed batch always has its stamps, so
+        // the order of events per key survives a restart.
+        wal::write_stamps(&self.lake, through, stamp_lines(applied.iter().map(|(k, s)| (k, s)))).await?;
         let opts = IngestOptions { txn: Some((STREAM_APP.to_string(), through)), ..IngestOptions::default() };
         let report = batch::ingest(&landing, &self.lake, &opts).await;
         let report = match report {
@@ -292,6 +348,16 @@ impl Stream {
         };
         self.latest.lock().expect("latest stamps").extend(applied);
         self.committed.send_replace(through);
+        match wal::stamp_files(&self.lake).await {
+            Ok(n) if n > STAMP_FILES => {
+                let all = stamp_lines(self.latest.lock().expect("latest stamps").iter());
+                if let Err(e) = wal::compact_stamps(&self.lake, through, all).await {
+                    tracing::warn!(error = %e, "could not merge the stamp files; will try again");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "could not list the stamp files"),
+        }
         if let Err(e) = self.wal.truncate(through).await {
             tracing::warn!(error = %e, through, "could not delete committed log segments; they are skipped on replay");
         }

@@ -205,4 +205,23 @@ async fn a_restart_replays_acknowledged_events_exactly_once() {
     assert_eq!(third.commit_once().await.unwrap(), None);
     assert_eq!(lake.latest().await.unwrap().version, v);
     assert_eq!(crate::helpers::count(&lake, "t1", NEW_CARRIERS).await, 2);
+
+    // The order per key survives the restart: an event older than K3's
+    // committed one (12:00:00) changes nothing, a newer one wins.
+    let older =
+        event("x3", "carrier.upserted", "2025-06-10T11:00:00Z", json!({ "carrier_id": "K3", "name": "Stale Name" }));
+    third.accept("t1", &older).await.unwrap();
+    assert_eq!(third.commit_once().await.unwrap(), None);
+    drop(third);
+    let fourth = Stream::open(lake.lake()).await.unwrap();
+    let newer = event(
+        "x4",
+        "carrier.upserted",
+        "2025-06-11T00:00:00Z",
+        json!({ "carrier_id": "K3", "name": "Lakes Mutual Re" }),
+    );
+    fourth.accept("t1", &[older, newer].join("\n")).await.unwrap();
+    assert!(fourth.commit_once().await.unwrap().is_some());
+    let names = "SELECT count(*) FROM carriers WHERE carrier_id = 'K3' AND name = 'Lakes Mutual Re'";
+    assert_eq!(crate::helpers::count(&lake, "t1", names).await, 1);
 }
