@@ -46,6 +46,15 @@ struct Numbers {
     writing: BTreeSet<u64>,
 }
 
+/// A number being written, until dropped.
+struct Writing<'a>(&'a Mutex<Numbers>, u64);
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        self.0.lock().expect("wal lock").writing.remove(&self.1);
+    }
+}
+
 /// The log of one lake, as one process appends to it.
 pub struct Wal {
     lake: Location,
@@ -72,9 +81,10 @@ impl Wal {
                 n.writing.insert(seq);
                 seq
             };
-            let result = self.put(seq, body.clone()).await;
-            self.numbers.lock().expect("wal lock").writing.remove(&seq);
-            match result {
+            // Cleared however the put ends, also when its task is cancelled:
+            // a number left "writing" would stop every later commit.
+            let _writing = Writing(&self.numbers, seq);
+            match self.put(seq, body.clone()).await {
                 Ok(()) => return Ok(seq),
                 // Another process took this number: take the next one.
                 Err(object_store::Error::AlreadyExists { .. }) => continue,

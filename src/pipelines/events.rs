@@ -149,6 +149,19 @@ impl EventChecker {
         }
         let tenant_json = RawValue::from_string(serde_json::to_string(tenant).expect("a string serialises"));
         row.insert("tenant_id".into(), tenant_json.expect("a serialised string is JSON"));
+        // Only the fields the event type defines are kept: an unknown
+        // field could hold a nested value with line breaks in its raw text,
+        // which would split the event's line in the log. (The kept ones are
+        // scalars: an object or array there is rejected below.)
+        let fields: Vec<&str> = match kind {
+            EventKind::Upserted(entity) => entity.columns().iter().map(|c| c.name).collect(),
+            EventKind::Cancelled => vec!["tenant_id", "policy_id", "cancellation_date"],
+        };
+        row.retain(|k, _| fields.contains(&k.as_str()));
+        if let Some((k, _)) = row.iter().find(|(_, v)| v.get().starts_with(['{', '['])) {
+            let why = format!("{k}: must be a string, not an object or array");
+            return Err(refuse(reject(RejectCode::MalformedRecord, why)));
+        }
         let data = RawValue::from_string(serde_json::to_string(&row).expect("raw values serialise"))
             .expect("serialised JSON is JSON");
         match kind {
@@ -157,7 +170,7 @@ impl EventChecker {
             }
             EventKind::Cancelled => {
                 let text = |k: &str| row.get(k).and_then(|v| serde_json::from_str::<String>(v.get()).ok());
-                let policy = text("policy_id").filter(|p| !p.trim().is_empty());
+                let policy = text("policy_id").map(|p| p.trim().to_string()).filter(|p| !p.is_empty());
                 policy.ok_or_else(|| refuse(reject(RejectCode::MissingValue, "policy_id is required")))?;
                 let date = text("cancellation_date")
                     .ok_or_else(|| refuse(reject(RejectCode::MissingValue, "cancellation_date is required")))?;
@@ -256,6 +269,18 @@ mod tests {
             RejectCode::InvalidDate
         );
         assert_eq!(bad(&cancel(r#"{"cancellation_date":"2026-03-02"}"#)).code, RejectCode::MissingValue);
+    }
+
+    #[test]
+    fn a_logged_event_is_one_line_whatever_the_client_sent() {
+        let c = EventChecker::default();
+        let text = policy(",\"extra\": [1,\n 2], \"notes\": {\"a\":\n 1}");
+        let e = c.check(&text, "t1").unwrap();
+        let line = serde_json::to_string(&e).unwrap();
+        assert!(!line.contains('\n'), "{line}");
+        assert!(!e.data.get().contains("extra"));
+        let nested = policy("").replace(r#""status":"active""#, "\"status\": {\"a\": 1}");
+        assert_eq!(c.check(&nested, "t1").unwrap_err().reject.code, RejectCode::MalformedRecord);
     }
 
     #[test]

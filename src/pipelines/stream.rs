@@ -214,7 +214,37 @@ impl Stream {
 
     /// Check the events of `body` for `tenant`, log the accepted ones
     /// durably, and say what became of each. Returns once they are durable.
-    pub async fn accept(&self, tenant: &str, body: &str) -> Result<Accepted, StreamError> {
+    pub async fn accept(self: &Arc<Self>, tenant: &str, body: &str) -> Result<Accepted, StreamError> {
+        // Checking a large batch is CPU work: off the async threads.
+        let (this, t, b) = (self.clone(), tenant.to_string(), body.to_string());
+        let (results, lines) = tokio::task::spawn_blocking(move || this.check_all(&t, &b))
+            .await
+            .map_err(|e| StreamError::LogWrite(format!("checking events: {e}")))?;
+        let count = |s: &str| results.iter().filter(|r| r.status == s).count();
+        let sequence = if lines.is_empty() {
+            None
+        } else {
+            let mut body = lines.join("\n");
+            body.push('\n');
+            let seq = self.log(body).await?;
+            let mut recent = self.recent.lock().expect("recent ids");
+            for r in results.iter().filter(|r| r.status == "accepted") {
+                recent.insert(tenant, r.event_id.as_deref().expect("accepted events have ids"));
+            }
+            self.wake.notify_one();
+            Some(seq)
+        };
+        Ok(Accepted {
+            accepted: count("accepted"),
+            duplicates: count("duplicate"),
+            rejected: count("rejected"),
+            sequence,
+            results,
+        })
+    }
+
+    /// Each event's outcome, and the log lines of the accepted ones.
+    fn check_all(&self, tenant: &str, body: &str) -> (Vec<EventOutcome>, Vec<String>) {
         let mut results = Vec::new();
         let mut lines = Vec::new();
         let mut in_request = std::collections::HashSet::new();
@@ -244,50 +274,33 @@ impl Stream {
                 }),
             }
         }
-        let count = |s: &str| results.iter().filter(|r| r.status == s).count();
-        let sequence = if lines.is_empty() {
-            None
-        } else {
-            let mut body = lines.join("\n");
-            body.push('\n');
-            let seq = self.log(body).await?;
-            let mut recent = self.recent.lock().expect("recent ids");
-            for r in results.iter().filter(|r| r.status == "accepted") {
-                recent.insert(tenant, r.event_id.as_deref().expect("accepted events have ids"));
-            }
-            self.wake.notify_one();
-            Some(seq)
-        };
-        Ok(Accepted {
-            accepted: count("accepted"),
-            duplicates: count("duplicate"),
-            rejected: count("rejected"),
-            sequence,
-            results,
-        })
+        (results, lines)
     }
 
     /// Make `body` durable in the log, in one segment with whatever other
     /// requests are waiting: the first to get the flush lock writes the
     /// whole group, later holders find their events already written. One
     /// put (and fsync) then serves many small requests.
-    async fn log(&self, body: String) -> Result<u64, StreamError> {
+    async fn log(self: &Arc<Self>, body: String) -> Result<u64, StreamError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         {
             let mut g = self.group.lock().expect("log group");
             g.body.push_str(&body);
             g.waiting.push(tx);
         }
-        {
-            let _flushing = self.flushing.lock().await;
-            let group = std::mem::take(&mut *self.group.lock().expect("log group"));
+        // The write runs in a task of its own: a request that goes away (its
+        // client disconnected) must not cancel a write others wait for.
+        let this = self.clone();
+        tokio::spawn(async move {
+            let _flushing = this.flushing.lock().await;
+            let group = std::mem::take(&mut *this.group.lock().expect("log group"));
             if !group.waiting.is_empty() {
-                let result = self.wal.append(Bytes::from(group.body)).await.map_err(|e| e.to_string());
+                let result = this.wal.append(Bytes::from(group.body)).await.map_err(|e| e.to_string());
                 for w in group.waiting {
                     let _ = w.send(result.clone());
                 }
             }
-        }
+        });
         rx.await.map_err(|_| StreamError::LogWrite("the log writer went away".into()))?.map_err(StreamError::LogWrite)
     }
 
@@ -331,7 +344,12 @@ impl Stream {
             let bytes = self.wal.read(seq).await?;
             let text = std::str::from_utf8(&bytes).map_err(|e| StreamError::Segment(format!("{seq}: {e}")))?;
             for line in text.lines().filter(|l| !l.trim().is_empty()) {
-                events.push(serde_json::from_str(line).map_err(|e| StreamError::Segment(format!("{seq}: {e}")))?);
+                // Lines are written by this code only; one that does not
+                // read back must not stop every later commit.
+                match serde_json::from_str(line) {
+                    Ok(e) => events.push(e),
+                    Err(e) => tracing::error!(seq, error = %e, "an unreadable line in the event log is skipped"),
+                }
             }
         }
         let (landing, applied) = self.micro_batch(events).await?;
@@ -348,7 +366,19 @@ impl Stream {
         };
         self.latest.lock().expect("latest stamps").extend(applied);
         self.committed.send_replace(through);
-        match wal::stamp_files(&self.lake).await {
+        let published = report.filter(|r| r.published).and_then(|r| r.snapshot);
+        // Deleted only once a version records them; a batch that changed
+        // nothing leaves its segments to the next published one (a replay
+        // of them changes nothing either).
+        if published.is_some()
+            && let Err(e) = self.wal.truncate(through).await
+        {
+            tracing::warn!(error = %e, through, "could not delete committed log segments; they are skipped on replay");
+        }
+        // Merged only under a published version: the merged file is named
+        // by its position, which a restart must find recorded.
+        let files = if published.is_some() { wal::stamp_files(&self.lake).await } else { Ok(0) };
+        match files {
             Ok(n) if n > STAMP_FILES => {
                 let all = stamp_lines(self.latest.lock().expect("latest stamps").iter());
                 if let Err(e) = wal::compact_stamps(&self.lake, through, all).await {
@@ -358,10 +388,6 @@ impl Stream {
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "could not list the stamp files"),
         }
-        if let Err(e) = self.wal.truncate(through).await {
-            tracing::warn!(error = %e, through, "could not delete committed log segments; they are skipped on replay");
-        }
-        let published = report.filter(|r| r.published).and_then(|r| r.snapshot);
         if published.is_some() {
             self.commits.fetch_add(1, Ordering::Relaxed);
         }
@@ -393,7 +419,8 @@ impl Stream {
                 EventKind::Cancelled => {
                     let c: Cancellation = serde_json::from_str(e.data.get())
                         .map_err(|err| StreamError::Segment(format!("cancellation {}: {err}", e.event_id)))?;
-                    let key = RowParser::hash_of_key(&[Value::Str(&c.policy_id)]);
+                    let policy_id = c.policy_id.trim();
+                    let key = RowParser::hash_of_key(&[Value::Str(policy_id)]);
                     let base = match rows.get(&(Entity::Policies, e.tenant_id.clone(), key)) {
                         Some((_, row)) => Some(row.clone()),
                         None => {
@@ -401,7 +428,7 @@ impl Stream {
                                 let found = self.stored_policies(&e.tenant_id).await?;
                                 stored.insert(e.tenant_id.clone(), found);
                             }
-                            stored[&e.tenant_id].get(&c.policy_id).cloned()
+                            stored[&e.tenant_id].get(policy_id).cloned()
                         }
                     };
                     let Some(base) = base else {
