@@ -17,3 +17,6 @@ CIP_TEST_LAKE=s3 cargo test --locked --test it -- \
 # disk and on S3: the same rows and money sums, table by table.
 benches/lake_interop.sh 2000
 benches/lake_interop.sh 2000 "s3://$CIP_TEST_S3_BUCKET/interop/lake"
+# Streaming ingest survives SIGKILL at random moments: every acknowledged
+# event in the lake exactly once (bounded: 2000 events, 4 kills).
+tests/stream_crash.sh 2000 4
