@@ -20,11 +20,7 @@ source scripts/env.sh
 cargo build --locked --quiet
 CIP="$CARGO_TARGET_DIR/debug/cip"
 
-mkdir -p "$WORK"
-if [ ! -x "$WORK/venv/bin/python" ]; then
-  python3 -m venv "$WORK/venv"
-  "$WORK/venv/bin/pip" install --quiet aiohttp
-fi
+source benches/load-server.sh
 # The marker names the lake format: a lake of an older format is rebuilt.
 if [ ! -f "$WORK/ingested-delta-$POLICIES" ]; then
   rm -rf "$WORK/landing" "$WORK/truth" "$WORK/lake" "$WORK"/ingested-*
@@ -36,15 +32,6 @@ TENANT=$(ls "$WORK/lake/policies" | grep "^tenant_id=" | head -n 1 | sed 's/^ten
 KEY_HTTP=$("$CIP" keys create --lake "$WORK/lake" --tenant "$TENANT" --scopes analytics:read 2>/dev/null)
 KEY_WS=$("$CIP" keys create --lake "$WORK/lake" --tenant "$TENANT" --scopes analytics:read 2>/dev/null)
 
-PORT=$("$WORK/venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-env -u CIP_JWT_SECRET -u CIP_RATE_PER_SEC -u CIP_RATE_BURST "$CIP" serve --lake "$WORK/lake" --addr "127.0.0.1:$PORT" \
-  > "$WORK/serve.log" 2>&1 &
-SERVER=$!
-trap 'kill $SERVER 2>/dev/null || true' EXIT
-for i in $(seq 1 100); do
-  curl -sf "http://127.0.0.1:$PORT/ready" >/dev/null 2>&1 && break
-  [ "$i" = 100 ] && { echo "the server never became ready: see $WORK/serve.log" >&2; exit 1; }
-  sleep 0.2
-done
+start_server "$WORK/lake"
 "$WORK/venv/bin/python" benches/guard_load.py --url "http://127.0.0.1:$PORT" --pid "$SERVER" \
   --seconds "$SECONDS_RUN" --key-http "$KEY_HTTP" --key-ws "$KEY_WS" --out "$WORK/last.json"

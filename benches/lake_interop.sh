@@ -12,9 +12,7 @@ WORK="${BENCH_DIR:-/tmp/cip-interop}"
 source scripts/env.sh
 cargo build --locked --quiet
 CIP="$CARGO_TARGET_DIR/debug/cip"
-CIP_VENV="${CIP_VENV:-$HOME/.cache/cip-venv}"
-[ -x "$CIP_VENV/bin/python" ] || python3 -m venv "$CIP_VENV"
-"$CIP_VENV/bin/python" -c "import deltalake, pyarrow" 2>/dev/null || "$CIP_VENV/bin/pip" install --quiet --disable-pip-version-check "deltalake==1.6.6" pyarrow
+source scripts/delta-venv.sh
 rm -rf "$WORK"; mkdir -p "$WORK"
 LAKE="${2:-$WORK/lake}"
 "$CIP" generate --out "$WORK/landing" --truth "$WORK/truth" --policies "$POLICIES" --seed 5 >/dev/null

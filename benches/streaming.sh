@@ -23,11 +23,7 @@ source scripts/env.sh
 cargo build --locked --quiet
 CIP="$CARGO_TARGET_DIR/debug/cip"
 
-mkdir -p "$WORK"
-if [ ! -x "$WORK/venv/bin/python" ]; then
-  python3 -m venv "$WORK/venv"
-  "$WORK/venv/bin/pip" install --quiet aiohttp
-fi
+source benches/load-server.sh
 # A fresh lake per run: the events of one run would otherwise stay.
 rm -rf "$WORK/landing" "$WORK/truth" "$WORK/lake"
 "$CIP" generate --out "$WORK/landing" --truth "$WORK/truth" --policies "$POLICIES" --seed 11 --bad-row-rate 0 >/dev/null
@@ -35,15 +31,7 @@ rm -rf "$WORK/landing" "$WORK/truth" "$WORK/lake"
 TENANT=$(ls "$WORK/lake/policies" | grep "^tenant_id=" | head -n 1 | sed 's/^tenant_id=//')
 KEY=$("$CIP" keys create --lake "$WORK/lake" --tenant "$TENANT" --scopes ingest:write,analytics:read 2>/dev/null)
 
-PORT=$("$WORK/venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-env -u CIP_JWT_SECRET "$CIP" serve --lake "$WORK/lake" --addr "127.0.0.1:$PORT" > "$WORK/serve.log" 2>&1 &
-SERVER=$!
-trap 'kill $SERVER 2>/dev/null || true' EXIT
-for i in $(seq 1 100); do
-  curl -sf "http://127.0.0.1:$PORT/ready" >/dev/null 2>&1 && break
-  [ "$i" = 100 ] && { echo "the server never became ready: see $WORK/serve.log" >&2; exit 1; }
-  sleep 0.2
-done
+start_server "$WORK/lake"
 echo "tenant $TENANT, $POLICIES policies in the book"
 "$WORK/venv/bin/python" benches/streaming.py --url "http://127.0.0.1:$PORT" --pid "$SERVER" --key "$KEY" \
   --seconds "$SECONDS_RUN" --clients "$CLIENTS" --batch "$BATCH" --out "$WORK/last.json"

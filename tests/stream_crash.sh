@@ -12,9 +12,7 @@ KILLS="${2:-5}"
 source scripts/env.sh
 cargo build --locked --quiet
 CIP="$CARGO_TARGET_DIR/debug/cip"
-CIP_VENV="${CIP_VENV:-$HOME/.cache/cip-venv}"
-[ -x "$CIP_VENV/bin/python" ] || python3 -m venv "$CIP_VENV"
-"$CIP_VENV/bin/python" -c "import deltalake, pyarrow" 2>/dev/null || "$CIP_VENV/bin/pip" install --quiet --disable-pip-version-check "deltalake==1.6.6" pyarrow
+source scripts/delta-venv.sh
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 "$CIP" generate --out "$WORK/landing" --truth "$WORK/truth" --policies 2000 --seed 5 --bad-row-rate 0 >/dev/null
