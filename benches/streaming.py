@@ -14,15 +14,9 @@ import time
 
 import aiohttp
 
+from guard_load import rss_kib  # the same RSS sampler as the guard bench
+
 MARK = "STREAM-MARK"
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 def commission(phase, client, n):
