@@ -151,4 +151,5 @@ async def main():
     sys.exit(1 if problems else 0)
 
 
-asyncio.run(main())
+if __name__ == "__main__":
+    asyncio.run(main())
