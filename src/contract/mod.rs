@@ -300,6 +300,9 @@ pub enum RejectCode {
     InvalidTenantId,
     /// A streaming event naming a tenant other than its credential's.
     TenantMismatch,
+    /// A streaming event that changes a row nobody sent (a cancellation of
+    /// an unknown policy).
+    UnknownKey,
 }
 
 impl RejectCode {
@@ -316,6 +319,7 @@ impl RejectCode {
             RejectCode::MalformedRecord => "malformed_record",
             RejectCode::InvalidTenantId => "invalid_tenant_id",
             RejectCode::TenantMismatch => "tenant_mismatch",
+            RejectCode::UnknownKey => "unknown_key",
         }
     }
 }

@@ -46,6 +46,11 @@ pub fn data_file_path(table: &str, tenant: &str, name: &str) -> String {
     format!("{table}/tenant_id={tenant}/{name}.parquet")
 }
 
+/// Relative path of a rejected-records file of a run.
+pub fn rejects_file_path(run_id: &str, name: &str) -> String {
+    format!("{REJECTS_DIR}/{run_id}/{name}.parquet")
+}
+
 /// Schema of the rejected-records store: what was refused, where it came
 /// from, and why.
 pub fn rejects_schema() -> SchemaRef {

@@ -17,7 +17,7 @@ use crate::contract::RejectCode;
 use crate::contract::row::{BatchBuilder, Reject, RowParser};
 use crate::contract::values::Value;
 use crate::lake::parquet_io::{self, MemoryParquet};
-use crate::lake::{self, Location, REJECTS_DIR};
+use crate::lake::{self, Location};
 
 use super::source::{self, Format, HeaderError, Item, LandingFile, ReadError};
 
@@ -312,7 +312,7 @@ impl<'a> FileStager<'a> {
             .expect("rejects batch matches its schema");
             let bytes = parquet_io::encode(lake::rejects_schema(), &[batch])
                 .map_err(|e| StageError::Write(self.file.name.clone(), e.to_string()))?;
-            let rel = format!("{REJECTS_DIR}/{}/{:05}.parquet", self.ctx.run_id, self.file_no);
+            let rel = lake::rejects_file_path(&self.ctx.run_id, &format!("{:05}", self.file_no));
             self.ctx.put(&rel, bytes)?;
         }
         Ok(self.out)

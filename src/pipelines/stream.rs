@@ -352,7 +352,10 @@ impl Stream {
                 }
             }
         }
-        let (landing, applied) = self.micro_batch(events).await?;
+        let MicroBatch { landing, applied, unapplied } = self.micro_batch(events).await?;
+        if !unapplied.is_empty() {
+            self.write_rejects(&unapplied).await?;
+        }
         // Before the version: a committed batch always has its stamps, so
         // the order of events per key survives a restart.
         wal::write_stamps(&self.lake, through, stamp_lines(applied.iter().map(|(k, s)| (k, s)))).await?;
@@ -397,14 +400,12 @@ impl Stream {
 
     /// The winning row of every key the events touch, as an in-memory
     /// landing (one JSON Lines file per entity), and the stamps to remember.
-    async fn micro_batch(
-        &self,
-        mut events: Vec<LoggedEvent>,
-    ) -> Result<(Location, Vec<((Entity, String, u128), Stamp)>), StreamError> {
+    async fn micro_batch(&self, mut events: Vec<LoggedEvent>) -> Result<MicroBatch, StreamError> {
         events.sort_by(|a, b| (a.at_ms, &a.event_id).cmp(&(b.at_ms, &b.event_id)));
         // (entity, tenant, key) → (stamp, row)
         let mut rows: BTreeMap<(Entity, String, u128), (Stamp, String)> = BTreeMap::new();
         let mut stored: HashMap<String, HashMap<String, String>> = HashMap::new();
+        let mut unapplied: Vec<(LoggedEvent, Reject)> = Vec::new();
         for e in events {
             let kind = e.kind();
             let stamp = (e.at_ms, e.event_id.clone());
@@ -412,7 +413,7 @@ impl Stream {
                 EventKind::Upserted(entity) => match self.checker.check_row(entity, e.data.get()) {
                     Ok(k) => (k, e.data.get().to_string()),
                     Err(r) => {
-                        log_unapplied(&e, &r);
+                        unapplied.push((e, r));
                         continue;
                     }
                 },
@@ -433,10 +434,10 @@ impl Stream {
                     };
                     let Some(base) = base else {
                         let why = Reject::new(
-                            crate::contract::RejectCode::MissingValue,
-                            format!("policy {} is not known: nothing to cancel", c.policy_id),
+                            crate::contract::RejectCode::UnknownKey,
+                            format!("policy {policy_id} is not known: nothing to cancel"),
                         );
-                        log_unapplied(&e, &why);
+                        unapplied.push((e, why));
                         continue;
                     };
                     (key, cancelled(&base, &c.cancellation_date))
@@ -467,7 +468,41 @@ impl Stream {
             let path = landing.child(&format!("{}/stream.jsonl", entity.name()));
             landing.store.put(&path, Bytes::from(text).into()).await?;
         }
-        Ok((landing, applied))
+        Ok(MicroBatch { landing, applied, unapplied })
+    }
+
+    /// Events that were logged but cannot be applied (a cancellation of a
+    /// policy nobody sent) go to the rejected-records store like a landing
+    /// file's bad rows: never dropped silently.
+    async fn write_rejects(&self, unapplied: &[(LoggedEvent, Reject)]) -> Result<(), StreamError> {
+        use arrow::array::{ArrayRef, StringArray, UInt64Array};
+        let run_id = crate::lake::new_run_id();
+        for (e, r) in unapplied {
+            tracing::warn!(event_id = %e.event_id, tenant = %e.tenant_id, code = r.code.as_str(), reason = %r.message,
+                "a logged event could not be applied; it is in the rejected records");
+        }
+        let strings = |f: &dyn Fn(&(LoggedEvent, Reject)) -> String| -> ArrayRef {
+            Arc::new(StringArray::from_iter_values(unapplied.iter().map(f)))
+        };
+        let batch = arrow::record_batch::RecordBatch::try_new(
+            crate::lake::rejects_schema(),
+            vec![
+                strings(&|_| run_id.clone()),
+                strings(&|(e, _)| e.tenant_id.clone()),
+                strings(&|(e, _)| e.kind().entity().name().to_string()),
+                strings(&|_| "POST /ingest/events".to_string()),
+                Arc::new(UInt64Array::from_iter_values((1..=unapplied.len() as u64).collect::<Vec<_>>())),
+                strings(&|(_, r)| r.code.as_str().to_string()),
+                strings(&|(_, r)| r.message.clone()),
+                strings(&|(e, _)| serde_json::to_string(e).expect("events serialise")),
+            ],
+        )
+        .map_err(|e| StreamError::Segment(format!("rejects batch: {e}")))?;
+        let bytes = parquet_io::encode(crate::lake::rejects_schema(), &[batch])
+            .map_err(|e| StreamError::Segment(format!("encoding rejects: {e}")))?;
+        let path = self.lake.child(&crate::lake::rejects_file_path(&run_id, "events"));
+        self.lake.store.put(&path, bytes.into()).await?;
+        Ok(())
     }
 
     /// The tenant's stored policies as JSON rows, by policy id.
@@ -488,6 +523,16 @@ impl Stream {
         }
         Ok(out)
     }
+}
+
+/// What one micro-batch makes of its events.
+struct MicroBatch {
+    /// The winning rows, as an in-memory landing.
+    landing: Location,
+    /// The stamps to remember.
+    applied: Vec<((Entity, String, u128), Stamp)>,
+    /// Events that cannot be applied, with why.
+    unapplied: Vec<(LoggedEvent, Reject)>,
 }
 
 #[derive(serde::Deserialize)]
@@ -522,9 +567,4 @@ fn row_json(entity: Entity, batch: &arrow::record_batch::RecordBatch, row: usize
         m.insert(col.name.to_string(), serde_json::Value::String(text));
     }
     serde_json::Value::Object(m).to_string()
-}
-
-fn log_unapplied(e: &LoggedEvent, r: &Reject) {
-    tracing::warn!(event_id = %e.event_id, tenant = %e.tenant_id, code = r.code.as_str(), reason = %r.message,
-        "a logged event could not be applied");
 }

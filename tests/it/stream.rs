@@ -224,4 +224,41 @@ async fn a_restart_replays_acknowledged_events_exactly_once() {
     assert!(fourth.commit_once().await.unwrap().is_some());
     let names = "SELECT count(*) FROM carriers WHERE carrier_id = 'K3' AND name = 'Lakes Mutual Re'";
     assert_eq!(crate::helpers::count(&lake, "t1", names).await, 1);
+
+    // A cancellation of a policy nobody sent lands in the rejected records, named.
+    let cancel = event(
+        "x5",
+        "policy.cancelled",
+        "2025-06-12T00:00:00Z",
+        json!({ "policy_id": " P-NOPE ", "cancellation_date": "2025-06-12" }),
+    );
+    assert_eq!(fourth.accept("t1", &cancel).await.unwrap().accepted, 1);
+    assert_eq!(fourth.commit_once().await.unwrap(), None);
+    // Read through the store: on the S3 run the lake is a bucket prefix.
+    let store = lake.lake();
+    let listed: Vec<_> =
+        futures::TryStreamExt::try_collect(store.store.list(Some(&store.child("_rejects")))).await.unwrap();
+    let mut reasons = Vec::new();
+    for f in listed.iter().filter(|m| m.location.filename() == Some("events.parquet")) {
+        for b in cip::lake::parquet_io::read(&store.store, &f.location, None).await.unwrap() {
+            let col = |n: &str| {
+                b.column_by_name(n).unwrap().as_any().downcast_ref::<arrow::array::StringArray>().unwrap().clone()
+            };
+            for i in 0..b.num_rows() {
+                reasons.push((
+                    col("tenant_id").value(i).to_string(),
+                    col("reason_code").value(i).to_string(),
+                    col("reason").value(i).to_string(),
+                ));
+            }
+        }
+    }
+    assert_eq!(
+        reasons,
+        vec![(
+            "t1".to_string(),
+            "unknown_key".to_string(),
+            "policy P-NOPE is not known: nothing to cancel".to_string()
+        )]
+    );
 }
