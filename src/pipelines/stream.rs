@@ -13,7 +13,6 @@
 //! by this process.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arrow::array::{Array, StringArray};
@@ -175,7 +174,6 @@ pub struct Stream {
     recent: Mutex<RecentIds>,
     /// (entity, tenant, key) → the stamp of the latest event committed.
     latest: Mutex<Stamps>,
-    commits: AtomicU64,
     /// Group commit of the log: requests that arrive while a segment is
     /// being written go into the next one together.
     group: Mutex<Group>,
@@ -196,7 +194,6 @@ impl Stream {
             committed: watch::channel(committed.unwrap_or(0)).0,
             recent: Mutex::new(RecentIds::default()),
             latest: Mutex::new(latest),
-            commits: AtomicU64::new(0),
             group: Mutex::new(Group::default()),
             flushing: tokio::sync::Mutex::new(()),
         }))
@@ -390,9 +387,6 @@ impl Stream {
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "could not list the stamp files"),
-        }
-        if published.is_some() {
-            self.commits.fetch_add(1, Ordering::Relaxed);
         }
         tracing::debug!(through, ?published, "streaming micro-batch committed");
         Ok(published)
