@@ -101,6 +101,13 @@ impl Manifest {
         self.files(table).iter().map(|f| f.rows).sum()
     }
 
+    /// Every file of `tenant`, with its table, in a fixed order: two
+    /// versions hold the same rows of the tenant when these are equal.
+    pub fn tenant_paths<'a>(&'a self, tenant: &'a str) -> Vec<(&'a str, &'a str)> {
+        let files = self.tables.iter().flat_map(|(t, files)| files.iter().map(move |f| (t.as_str(), f)));
+        files.filter(|(_, f)| f.tenant_id == tenant).map(|(t, f)| (t, f.path.as_str())).collect()
+    }
+
     /// Tenants with at least one file in any table, sorted.
     pub fn tenants(&self) -> Vec<String> {
         let mut t: Vec<String> = self.tables.values().flatten().map(|f| f.tenant_id.clone()).collect();

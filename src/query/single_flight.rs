@@ -62,6 +62,12 @@ impl<K: Hash + Eq + Clone, V: Clone> SingleFlight<K, V> {
         let _ = cell.set(value);
     }
 
+    /// The values computed so far, oldest first.
+    pub fn ready(&self) -> Vec<(K, V)> {
+        let inner = self.inner.lock().expect("single-flight lock");
+        inner.order.iter().filter_map(|k| Some((k.clone(), inner.cells.get(k)?.get()?.clone()))).collect()
+    }
+
     pub fn len(&self) -> usize {
         self.inner.lock().expect("single-flight lock").cells.len()
     }
@@ -126,6 +132,7 @@ mod tests {
         map.insert(2, 20);
         map.insert(3, 30);
         assert_eq!(map.len(), 2);
+        assert_eq!(map.ready(), vec![(2, 20), (3, 30)]);
         // 1 was dropped: it is computed anew; 3 is still there.
         assert_eq!(map.get_or_try_init(1, || async { Ok::<_, ()>(11) }).await, Ok(11));
         assert_eq!(map.get_or_try_init(3, || async { Ok::<_, ()>(0) }).await, Ok(30));

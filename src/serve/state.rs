@@ -203,7 +203,8 @@ impl AppState {
             let manifest = snapshot::read(&self.lake, version).await?;
             let manifest = Arc::new(manifest);
             let industry = Arc::new(Industry::new(self.lake.clone(), manifest.clone(), self.settings.session_limits()));
-            let views = self.warm_views(&manifest).await;
+            let previous = self.current.read().expect("snapshot lock").clone();
+            let views = self.warm_views(&manifest, previous.as_deref()).await;
             let models = match registry::list(&self.lake).await {
                 Ok(list) => list,
                 Err(e) => {
@@ -225,16 +226,31 @@ impl AppState {
     /// Open the views (sessions and directories) of the largest tenants of
     /// a new snapshot before it is served, so that the first query after a
     /// publish pays only for itself; readers keep the old snapshot meanwhile.
-    async fn warm_views(&self, manifest: &Manifest) -> SingleFlight<String, Arc<TenantView>> {
+    /// A view of the `previous` snapshot whose tenant has the same files in
+    /// both is kept as it is: a streaming commit, which changes one tenant,
+    /// reopens only that one.
+    async fn warm_views(
+        &self,
+        manifest: &Manifest,
+        previous: Option<&Current>,
+    ) -> SingleFlight<String, Arc<TenantView>> {
         const WARM_TENANTS: usize = 64;
+        let views = SingleFlight::new(MAX_TENANT_VIEWS);
+        if let Some(p) = previous {
+            for (tenant, view) in p.views.ready() {
+                if manifest.tenant_paths(&tenant) == p.manifest.tenant_paths(&tenant) {
+                    views.insert(tenant, view);
+                }
+            }
+        }
         let mut tenants: Vec<(u64, String)> = manifest
             .tenants()
             .into_iter()
             .map(|t| (manifest.tenant_files("commissions", &t).map(|f| f.rows).sum::<u64>(), t))
             .collect();
         tenants.sort_by(|a, b| b.cmp(a));
-        let views = SingleFlight::new(MAX_TENANT_VIEWS);
-        for (_, tenant) in tenants.into_iter().take(WARM_TENANTS) {
+        let kept: std::collections::HashSet<String> = views.ready().into_iter().map(|(t, _)| t).collect();
+        for (_, tenant) in tenants.into_iter().take(WARM_TENANTS).filter(|(_, t)| !kept.contains(t)) {
             match TenantView::open(&self.lake, manifest, &tenant, self.settings.session_limits()).await {
                 Ok(v) => {
                     if let Err(e) = v.warm().await {
