@@ -30,6 +30,8 @@ use super::resolve::{self, StoredRows, UpsertCounts};
 use super::rollups;
 use super::source;
 use super::stage::{self, RunCtx, StageError, Staged, StagedPart};
+use super::writer_cache::WriterCache;
+use crate::query::rollups::{Changes, TenantRollups};
 
 /// Where to make a run fail on purpose (tests prove a crash at any of these
 /// points leaves the previous snapshot intact).
@@ -51,12 +53,15 @@ pub struct IngestOptions {
     /// The application transaction the run completes (the streaming
     /// writer's log position), recorded in the version it publishes.
     pub txn: Option<(String, u64)>,
+    /// What a long-running writer keeps between runs (stored keys, rollup
+    /// states); `None` for a one-off run.
+    pub cache: Option<Arc<WriterCache>>,
 }
 
 impl Default for IngestOptions {
     fn default() -> Self {
         let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-        IngestOptions { workers, progress: false, fail: None, txn: None }
+        IngestOptions { workers, progress: false, fail: None, txn: None, cache: None }
     }
 }
 
@@ -192,11 +197,12 @@ pub async fn ingest(landing: &Location, lake: &Location, opts: &IngestOptions) -
     let name = if txn.is_some() { "stream" } else { "ingest" };
     let op = snapshot::Operation { name, run_id: &run_id, data_change: true, txn };
     let mut attempt = 0u32;
+    let cache = opts.cache.as_ref();
     let (version, resolution) = snapshot::commit(lake, op, |base| {
         attempt += 1;
         let (partitions, run_id) = (&partitions, &run_id);
         async move {
-            let r = resolve_all(lake, &base, partitions, run_id, attempt).await?;
+            let r = resolve_all(lake, &base, partitions, run_id, attempt, cache).await?;
             if r.tables.is_some() && fail_before_publish {
                 return Err(IngestError::Injected("before publish"));
             }
@@ -204,7 +210,12 @@ pub async fn ingest(landing: &Location, lake: &Location, opts: &IngestOptions) -
         }
     })
     .await?;
-    let (resolution, base_version) = resolution;
+    let (mut resolution, base_version) = resolution;
+    if let (Some(cache), Some(v)) = (cache, version.filter(|_| resolution.tables.is_some())) {
+        for (tenant, state) in std::mem::take(&mut resolution.states) {
+            cache.keep_rollups(tenant, v, state);
+        }
+    }
     for (entity, counts) in resolution.upserts {
         add_counts(&mut entities.get_mut(entity.name()).expect("entity counted").upserts, counts);
     }
@@ -252,31 +263,38 @@ struct Resolution {
     upserts: BTreeMap<Entity, UpsertCounts>,
     /// Staged parts referenced as they are by `tables`.
     kept_parts: BTreeSet<String>,
+    /// Rollup states of the tables, for the writer's cache.
+    states: Vec<(String, TenantRollups)>,
 }
 
 /// Upsert every staged partition into `base` (later file wins; a changed
 /// row replaces its stored row by rewriting only the files that held it)
-/// and rebuild the rollups of tenants whose facts changed. Files written
-/// here carry the attempt in their names, so a re-run after a conflict never
-/// overwrites what an earlier attempt wrote.
+/// and rebuild the rollups of tenants whose facts changed — or, with a
+/// writer's `cache` holding a tenant's rollups of `base`, update them with
+/// the rows replaced and landed. Files written here carry the attempt in
+/// their names, so a re-run after a conflict never overwrites what an
+/// earlier attempt wrote.
 async fn resolve_all(
     lake: &Location,
     base: &Manifest,
     partitions: &Arc<Partitions>,
     run_id: &str,
     attempt: u32,
+    cache: Option<&Arc<WriterCache>>,
 ) -> Result<Resolution, IngestError> {
     let mut tables = base.tables.clone();
     let mut changed = false;
     let mut facts_changed: BTreeSet<String> = BTreeSet::new();
     let mut upserts: BTreeMap<Entity, UpsertCounts> = BTreeMap::new();
     let mut kept_parts = BTreeSet::new();
+    // Rows replaced and landed, per tenant, for kept rollup states.
+    let mut changes: BTreeMap<String, Changes> = BTreeMap::new();
     // Resolving hashes every staged key: CPU work, so the partitions resolve
     // two at a time on blocking threads (in order, applied below one by one).
     let resolved: Vec<(Vec<DataFile>, resolve::Resolution)> = futures::stream::iter(partitions.keys())
         .map(|(entity, tenant)| async move {
             let old: Vec<DataFile> = base.tenant_files(entity.name(), tenant).cloned().collect();
-            let stored = read_stored_keys(lake, *entity, &old).await?;
+            let stored = read_stored_keys(lake, *entity, &old, cache).await?;
             let (all, key) = (partitions.clone(), (*entity, tenant.clone()));
             let res = tokio::task::spawn_blocking(move || {
                 let keys: Vec<&[(u128, u64)]> = all[&key].iter().map(|p| p.keys.as_slice()).collect();
@@ -291,6 +309,9 @@ async fn resolve_all(
         .await?;
     for (((entity, tenant), parts), (old, res)) in partitions.iter().zip(resolved) {
         add_counts(upserts.entry(*entity).or_default(), res.counts);
+        // Only a writer that keeps rollup states needs the rows themselves.
+        let mut track = (cache.is_some() && matches!(entity, Entity::Commissions | Entity::Policies))
+            .then(|| Tracked { entity: *entity, changes: changes.entry(tenant.clone()).or_default() });
 
         let mut live: Vec<DataFile> = Vec::new();
         for (j, (file, mask)) in old.into_iter().zip(&res.stored).enumerate() {
@@ -300,9 +321,12 @@ async fn resolve_all(
                     changed = true;
                     let name = format!("{run_id}-a{attempt}-u{j:03}");
                     let rel = lake::data_file_path(entity.name(), tenant, &name);
-                    if let Some(f) =
-                        rewrite_filtered(lake, *entity, &lake.child(&file.path), mask, &rel, tenant).await?
-                    {
+                    let source = lake.child(&file.path);
+                    let (kept, dropped) = split_file(lake, &source, mask, track.is_some()).await?;
+                    if let Some(t) = track.as_mut() {
+                        t.removed().extend(dropped);
+                    }
+                    if let Some(f) = write_rows(lake, *entity, kept, &rel, tenant).await? {
                         live.push(f);
                     }
                 }
@@ -317,6 +341,12 @@ async fn resolve_all(
             }
             if mask.iter().all(|k| *k) {
                 changed = true;
+                if let Some(t) = track.as_mut() {
+                    let rows = parquet_io::read(&lake.store, &part.path, None)
+                        .await
+                        .map_err(|e| IngestError::Write(format!("reading {rel}: {e}")))?;
+                    t.added().extend(rows);
+                }
                 kept_parts.insert(rel.clone());
                 live.push(DataFile { path: rel, tenant_id: tenant.clone(), rows: part.rows, bytes: part.bytes });
                 continue;
@@ -324,7 +354,11 @@ async fn resolve_all(
             if mask.iter().any(|k| *k) {
                 changed = true;
                 let filtered = rel.replace(".parquet", &format!("-a{attempt}-k.parquet"));
-                if let Some(f) = rewrite_filtered(lake, *entity, &part.path, mask, &filtered, tenant).await? {
+                let (kept, _) = split_file(lake, &part.path, mask, false).await?;
+                if let Some(t) = track.as_mut() {
+                    t.added().extend(kept.iter().cloned());
+                }
+                if let Some(f) = write_rows(lake, *entity, kept, &filtered, tenant).await? {
                     live.push(f);
                 }
             }
@@ -339,16 +373,60 @@ async fn resolve_all(
         files.retain(|f| &f.tenant_id != tenant);
         files.extend(live);
     }
-    let stale = rollups::stale_tenants(&tables, &facts_changed);
+    let mut stale = rollups::stale_tenants(&tables, &facts_changed);
+    let mut states = Vec::new();
+    let rollup_run = format!("{run_id}-a{attempt}");
+    let rollup_error = |e: anyhow::Error| IngestError::Write(format!("building rollups: {e:#}"));
     if !stale.is_empty() {
         changed = true;
+    }
+    // Tenants whose kept rollups reflect `base`: updated with this run's rows.
+    if let Some(cache) = cache {
+        for tenant in stale.clone() {
+            let Some(state) = cache.take_rollups(&tenant, base.version) else { continue };
+            let started = Instant::now();
+            let rows = changes.remove(&tenant).unwrap_or_default();
+            match rollups::update(lake, &mut tables, &tenant, state, rows, &rollup_run).await.map_err(rollup_error)? {
+                Ok(state) => {
+                    let ms = started.elapsed().as_millis() as u64;
+                    tracing::debug!(%tenant, ms, "rollups updated");
+                    cache.record_update();
+                    states.push((tenant.clone(), state));
+                    stale.remove(&tenant);
+                }
+                Err(why) => tracing::info!(%tenant, %why, "rollups rebuilt in full"),
+            }
+        }
+    }
+    if !stale.is_empty() {
         let started = Instant::now();
-        rollups::rebuild(lake, &mut tables, &stale, &format!("{run_id}-a{attempt}"))
-            .await
-            .map_err(|e| IngestError::Write(format!("building rollups: {e:#}")))?;
+        let keep = cache.is_some();
+        states.extend(rollups::rebuild(lake, &mut tables, &stale, &rollup_run, keep).await.map_err(rollup_error)?);
         tracing::info!(tenants = stale.len(), ms = started.elapsed().as_millis() as u64, "rollups built");
     }
-    Ok(Resolution { tables: changed.then_some(tables), upserts, kept_parts })
+    Ok(Resolution { tables: changed.then_some(tables), upserts, kept_parts, states })
+}
+
+/// Where a partition's replaced and landed rows go, for kept rollup states.
+struct Tracked<'a> {
+    entity: Entity,
+    changes: &'a mut Changes,
+}
+
+impl Tracked<'_> {
+    fn removed(&mut self) -> &mut Vec<RecordBatch> {
+        match self.entity {
+            Entity::Commissions => &mut self.changes.removed_commissions,
+            _ => &mut self.changes.removed_policies,
+        }
+    }
+
+    fn added(&mut self) -> &mut Vec<RecordBatch> {
+        match self.entity {
+            Entity::Commissions => &mut self.changes.added_commissions,
+            _ => &mut self.changes.added_policies,
+        }
+    }
 }
 
 fn rows_per_sec(rows: u64, d: Duration) -> f64 {
@@ -377,13 +455,23 @@ fn progress_bar(show: bool, total_bytes: u64) -> ProgressBar {
 }
 
 /// Keys and row hashes of a partition's stored files (only those columns
-/// are read).
-async fn read_stored_keys(lake: &Location, entity: Entity, files: &[DataFile]) -> Result<Vec<StoredRows>, IngestError> {
+/// are read; a writer's cache keeps them, as files never change).
+pub(crate) async fn read_stored_keys(
+    lake: &Location,
+    entity: Entity,
+    files: &[DataFile],
+    cache: Option<&Arc<WriterCache>>,
+) -> Result<Vec<Arc<StoredRows>>, IngestError> {
     let mut columns: Vec<&str> = entity.key().to_vec();
     columns.push(ROW_HASH_COLUMN);
     let mut out = Vec::with_capacity(files.len());
     for f in files {
-        let batches = parquet_io::read(&lake.store, &lake.child(&f.path), Some(&columns))
+        let path = lake.child(&f.path);
+        if let Some(rows) = cache.and_then(|c| c.keys(path.as_ref())) {
+            out.push(rows);
+            continue;
+        }
+        let batches = parquet_io::read(&lake.store, &path, Some(&columns))
             .await
             .map_err(|e| IngestError::Write(format!("reading {}: {e}", f.path)))?;
         let mut rows = StoredRows { keys: Vec::new(), hashes: Vec::new() };
@@ -393,36 +481,58 @@ async fn read_stored_keys(lake: &Location, entity: Entity, files: &[DataFile]) -
             let h = h.as_any().downcast_ref::<arrow::array::Int64Array>().expect("row hash as i64");
             rows.hashes.extend(h.values().iter().map(|v| *v as u64));
         }
+        let rows = Arc::new(rows);
+        if let Some(c) = cache {
+            c.keep_keys(path.as_ref(), rows.clone());
+        }
         out.push(rows);
     }
     Ok(out)
 }
 
-/// Write the rows of `source` that `keep` marks to `rel`; `None` if none.
-async fn rewrite_filtered(
+/// The rows of `source` that `keep` marks, and (with `dropped`) the others.
+async fn split_file(
     lake: &Location,
-    entity: Entity,
     source: &Path,
     keep: &[bool],
-    rel: &str,
-    tenant: &str,
-) -> Result<Option<DataFile>, IngestError> {
-    let kept = keep.iter().filter(|k| **k).count() as u64;
-    if kept == 0 {
-        return Ok(None);
+    dropped: bool,
+) -> Result<(Vec<RecordBatch>, Vec<RecordBatch>), IngestError> {
+    if !dropped && !keep.iter().any(|k| *k) {
+        return Ok((Vec::new(), Vec::new()));
     }
     let batches = parquet_io::read(&lake.store, source, None)
         .await
         .map_err(|e| IngestError::Write(format!("reading {source}: {e}")))?;
     let mut offset = 0;
-    let mut filtered: Vec<RecordBatch> = Vec::with_capacity(batches.len());
+    let (mut kept, mut others) = (Vec::with_capacity(batches.len()), Vec::new());
+    let filter = |b: &RecordBatch, mask: &BooleanArray| {
+        filter_record_batch(b, mask).map_err(|e| IngestError::Write(e.to_string()))
+    };
     for b in batches {
         let n = b.num_rows();
         let mask = BooleanArray::from(keep[offset..offset + n].to_vec());
         offset += n;
-        filtered.push(filter_record_batch(&b, &mask).map_err(|e| IngestError::Write(e.to_string()))?);
+        kept.push(filter(&b, &mask)?);
+        if dropped {
+            others.push(filter(&b, &arrow::compute::not(&mask).map_err(|e| IngestError::Write(e.to_string()))?)?);
+        }
     }
-    let bytes = parquet_io::encode(entity.schema(), &filtered).map_err(|e| IngestError::Write(e.to_string()))?;
+    Ok((kept, others))
+}
+
+/// Write `batches` to `rel`; `None` if they hold no row.
+async fn write_rows(
+    lake: &Location,
+    entity: Entity,
+    batches: Vec<RecordBatch>,
+    rel: &str,
+    tenant: &str,
+) -> Result<Option<DataFile>, IngestError> {
+    let kept = batches.iter().map(|b| b.num_rows() as u64).sum::<u64>();
+    if kept == 0 {
+        return Ok(None);
+    }
+    let bytes = parquet_io::encode(entity.schema(), &batches).map_err(|e| IngestError::Write(e.to_string()))?;
     let size = bytes.len() as u64;
     lake.store.put(&lake.child(rel), bytes.into()).await.map_err(|e| IngestError::Write(format!("{rel}: {e}")))?;
     Ok(Some(DataFile { path: rel.to_string(), tenant_id: tenant.to_string(), rows: kept, bytes: size }))

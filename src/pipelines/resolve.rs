@@ -5,6 +5,8 @@
 //! taken in name order); a staged row identical to the stored row with the
 //! same key changes nothing; a different one replaces it.
 
+use std::sync::Arc;
+
 use super::stage::KeyMap;
 
 /// Rows of one stored file: key hash and row hash per row.
@@ -36,7 +38,7 @@ pub struct Resolution {
 
 /// `staged`: (key, row hash) of each staged part's rows, parts in landing
 /// order. `stored`: the partition's files in the previous snapshot.
-pub fn resolve(staged: &[&[(u128, u64)]], stored: &[StoredRows]) -> Resolution {
+pub fn resolve(staged: &[&[(u128, u64)]], stored: &[Arc<StoredRows>]) -> Resolution {
     let total: usize = staged.iter().map(|p| p.len()).sum();
     let mut winners: KeyMap<(u32, u32, u64)> = KeyMap::with_capacity_and_hasher(total, Default::default());
     for (pi, part) in staged.iter().enumerate() {
@@ -76,7 +78,7 @@ mod tests {
     #[test]
     fn later_file_wins_and_identical_rows_change_nothing() {
         // Stored: keys 1 (hash 10), 2 (hash 20), 3 (hash 30).
-        let stored = [StoredRows { keys: vec![1, 2, 3], hashes: vec![10, 20, 30] }];
+        let stored = [Arc::new(StoredRows { keys: vec![1, 2, 3], hashes: vec![10, 20, 30] })];
         // File A: key 1 unchanged, key 2 changed (21), key 4 new (40).
         // File B (later): key 2 changed again (22), key 5 new.
         let a: &[(u128, u64)] = &[(1, 10), (2, 21), (4, 40)];
@@ -89,7 +91,7 @@ mod tests {
 
     #[test]
     fn rerun_of_the_same_rows_lands_nothing() {
-        let stored = [StoredRows { keys: vec![1, 2], hashes: vec![10, 20] }];
+        let stored = [Arc::new(StoredRows { keys: vec![1, 2], hashes: vec![10, 20] })];
         let a: &[(u128, u64)] = &[(1, 10), (2, 20)];
         let r = resolve(&[a], &stored);
         assert_eq!(r.staged, vec![vec![false, false]]);

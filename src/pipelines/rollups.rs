@@ -18,7 +18,8 @@ use object_store::ObjectStoreExt;
 
 use crate::lake::{self, DataFile, Location, Manifest, parquet_io};
 use crate::query::rollups::{
-    Built, COMMISSION_COLUMNS, DICTIONARY_COLUMNS, POLICY_COLUMNS, commission_rollups, renewal_rollup,
+    Built, COMMISSION_COLUMNS, Changes, DICTIONARY_COLUMNS, NeedsRebuild, POLICY_COLUMNS, TenantRollups,
+    commission_rollups, renewal_rollup,
 };
 
 pub use crate::lake::catalog::ROLLUPS;
@@ -53,13 +54,18 @@ fn decode_all(files: Vec<Bytes>, columns: &[&str]) -> anyhow::Result<Vec<RecordB
     Ok(batches)
 }
 
-/// Build and write every rollup of one tenant.
+/// A tenant's rollup files as written, and its kept state if asked for.
+type BuiltTenant = (Vec<(&'static str, DataFile)>, Option<(String, TenantRollups)>);
+
+/// Build and write every rollup of one tenant; with `keep`, also its
+/// state for later commits to update.
 async fn build_tenant(
     lake: &Location,
     draft: &Manifest,
     tenant: &str,
     run_id: &str,
-) -> anyhow::Result<Vec<(&'static str, DataFile)>> {
+    keep: bool,
+) -> anyhow::Result<BuiltTenant> {
     let started = Instant::now();
     let commissions = fetch_tenant(lake, draft, "commissions", tenant).await?;
     let policies = fetch_tenant(lake, draft, "policies", tenant).await?;
@@ -67,7 +73,29 @@ async fn build_tenant(
     // so that two tenants build on two cores.
     let fetched = started.elapsed();
     let t = tenant.to_string();
-    let encoded = tokio::task::spawn_blocking(move || build_blocking(&t, fetched, commissions, policies)).await??;
+    let (encoded, state) = tokio::task::spawn_blocking(move || {
+        if keep {
+            let state = TenantRollups::from_facts(
+                decode_all(commissions, &COMMISSION_COLUMNS)?,
+                decode_all(policies, &POLICY_COLUMNS)?,
+            )?;
+            Ok::<_, anyhow::Error>((encode_state(&state)?, Some(state)))
+        } else {
+            Ok((build_blocking(&t, fetched, commissions, policies)?, None))
+        }
+    })
+    .await??;
+    let files = write_tenant(lake, tenant, run_id, encoded).await?;
+    Ok((files, state.map(|s| (tenant.to_string(), s))))
+}
+
+/// Write one tenant's encoded rollups as new files.
+async fn write_tenant(
+    lake: &Location,
+    tenant: &str,
+    run_id: &str,
+    encoded: Vec<Encoded>,
+) -> anyhow::Result<Vec<(&'static str, DataFile)>> {
     let mut out = Vec::with_capacity(encoded.len());
     for (table, rows, bytes) in encoded {
         let rel = lake::data_file_path(table, tenant, run_id);
@@ -76,6 +104,43 @@ async fn build_tenant(
         out.push((table, DataFile { path: rel, tenant_id: tenant.to_string(), rows, bytes: size }));
     }
     Ok(out)
+}
+
+fn encode_state(state: &TenantRollups) -> anyhow::Result<Vec<Encoded>> {
+    state.tables()?.into_iter().map(encode).collect()
+}
+
+/// Point `tables` at a tenant's new rollup files.
+fn point_at(tables: &mut BTreeMap<String, Vec<DataFile>>, built: Vec<(&'static str, DataFile)>) {
+    for (table, file) in built {
+        let files = tables.entry(table.to_string()).or_default();
+        files.retain(|f| f.tenant_id != file.tenant_id);
+        files.push(file);
+    }
+}
+
+/// Update a tenant's kept rollups with the rows of one commit and write
+/// them; `Ok(Err(state error))` when the change cannot be applied (the
+/// caller rebuilds the tenant instead).
+pub async fn update(
+    lake: &Location,
+    tables: &mut BTreeMap<String, Vec<DataFile>>,
+    tenant: &str,
+    mut state: TenantRollups,
+    changes: Changes,
+    run_id: &str,
+) -> anyhow::Result<Result<TenantRollups, NeedsRebuild>> {
+    let applied = tokio::task::spawn_blocking(move || match state.apply(changes) {
+        Ok(()) => encode_state(&state).map(|e| Ok((e, state))),
+        Err(e) => Ok(Err(e)),
+    })
+    .await??;
+    let (encoded, state) = match applied {
+        Ok(done) => done,
+        Err(e) => return Ok(Err(e)),
+    };
+    point_at(tables, write_tenant(lake, tenant, run_id, encoded).await?);
+    Ok(Ok(state))
 }
 
 /// An encoded rollup: table, rows, Parquet bytes.
@@ -138,15 +203,17 @@ fn build_blocking(
 }
 
 /// Rebuild the rollups of `tenants` from `tables` (the next snapshot's
-/// files), writing new files and pointing `tables` at them.
+/// files), writing new files and pointing `tables` at them; with `keep`,
+/// the tenants' states for later commits to update.
 pub async fn rebuild(
     lake: &Location,
     tables: &mut BTreeMap<String, Vec<DataFile>>,
     tenants: &BTreeSet<String>,
     run_id: &str,
-) -> anyhow::Result<()> {
+    keep: bool,
+) -> anyhow::Result<Vec<(String, TenantRollups)>> {
     if tenants.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let draft = Manifest { tables: tables.clone(), ..Manifest::empty() };
     // Tenants are independent: two at a time, largest first, so that the
@@ -156,15 +223,15 @@ pub async fn rebuild(
         draft.tenant_files("commissions", t).chain(draft.tenant_files("policies", t)).map(|f| f.rows).sum::<u64>()
     };
     tenants.sort_by_key(|t| std::cmp::Reverse(size(t)));
-    let built: Vec<Vec<(&str, DataFile)>> = futures::stream::iter(tenants)
-        .map(|tenant| build_tenant(lake, &draft, tenant, run_id))
+    let built: Vec<BuiltTenant> = futures::stream::iter(tenants)
+        .map(|tenant| build_tenant(lake, &draft, tenant, run_id, keep))
         .buffer_unordered(2)
         .try_collect()
         .await?;
-    for (table, file) in built.into_iter().flatten() {
-        let files = tables.entry(table.to_string()).or_default();
-        files.retain(|f| f.tenant_id != file.tenant_id);
-        files.push(file);
+    let mut states = Vec::new();
+    for (files, state) in built {
+        point_at(tables, files);
+        states.extend(state);
     }
-    Ok(())
+    Ok(states)
 }

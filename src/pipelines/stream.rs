@@ -28,10 +28,11 @@ use crate::contract::row::{Reject, RowParser, value_at};
 use crate::contract::values::{Value, days_to_date};
 use crate::contract::{Entity, Kind, MONEY_SCALE, RATE_SCALE};
 use crate::lake::wal::{self, STREAM_APP, Wal};
-use crate::lake::{Location, parquet_io, snapshot};
+use crate::lake::{DataFile, Location, Manifest, parquet_io, snapshot};
 
 use super::batch::{self, IngestError, IngestOptions};
 use super::events::{EventChecker, EventKind, LoggedEvent, split_body};
+use super::writer_cache::WriterCache;
 
 /// Event ids remembered per process to answer a re-sent event `duplicate`
 /// without logging it again (older repeats are still harmless: the same
@@ -178,6 +179,8 @@ pub struct Stream {
     /// being written go into the next one together.
     group: Mutex<Group>,
     flushing: tokio::sync::Mutex<()>,
+    /// Stored keys and rollup states between micro-batches.
+    cache: Arc<WriterCache>,
 }
 
 impl Stream {
@@ -196,12 +199,18 @@ impl Stream {
             latest: Mutex::new(latest),
             group: Mutex::new(Group::default()),
             flushing: tokio::sync::Mutex::new(()),
+            cache: Arc::new(WriterCache::default()),
         }))
     }
 
     /// The highest log sequence a lake version contains.
     pub fn committed(&self) -> u64 {
         *self.committed.borrow()
+    }
+
+    /// What the writer keeps between micro-batches.
+    pub fn cache(&self) -> &WriterCache {
+        &self.cache
     }
 
     /// Logged segments not yet in a lake version.
@@ -356,7 +365,11 @@ impl Stream {
         // Before the version: a committed batch always has its stamps, so
         // the order of events per key survives a restart.
         wal::write_stamps(&self.lake, through, stamp_lines(applied.iter().map(|(k, s)| (k, s)))).await?;
-        let opts = IngestOptions { txn: Some((STREAM_APP.to_string(), through)), ..IngestOptions::default() };
+        let opts = IngestOptions {
+            txn: Some((STREAM_APP.to_string(), through)),
+            cache: Some(self.cache.clone()),
+            ..IngestOptions::default()
+        };
         let report = batch::ingest(&landing, &self.lake, &opts).await;
         let report = match report {
             Ok(r) => Some(r),
@@ -398,7 +411,9 @@ impl Stream {
         events.sort_by(|a, b| (a.at_ms, &a.event_id).cmp(&(b.at_ms, &b.event_id)));
         // (entity, tenant, key) → (stamp, row)
         let mut rows: BTreeMap<(Entity, String, u128), (Stamp, String)> = BTreeMap::new();
-        let mut stored: HashMap<String, HashMap<String, String>> = HashMap::new();
+        // The latest version, read at the first cancellation of a policy
+        // that is not in the batch itself.
+        let mut manifest: Option<Manifest> = None;
         let mut unapplied: Vec<(LoggedEvent, Reject)> = Vec::new();
         for e in events {
             let kind = e.kind();
@@ -419,11 +434,11 @@ impl Stream {
                     let base = match rows.get(&(Entity::Policies, e.tenant_id.clone(), key)) {
                         Some((_, row)) => Some(row.clone()),
                         None => {
-                            if !stored.contains_key(&e.tenant_id) {
-                                let found = self.stored_policies(&e.tenant_id).await?;
-                                stored.insert(e.tenant_id.clone(), found);
+                            if manifest.is_none() {
+                                manifest = Some(snapshot::latest(&self.lake).await?.unwrap_or_else(Manifest::empty));
                             }
-                            stored[&e.tenant_id].get(policy_id).cloned()
+                            let m = manifest.as_ref().expect("just loaded");
+                            self.stored_policy(m, &e.tenant_id, key, policy_id).await?
                         }
                     };
                     let Some(base) = base else {
@@ -499,23 +514,33 @@ impl Stream {
         Ok(())
     }
 
-    /// The tenant's stored policies as JSON rows, by policy id.
-    async fn stored_policies(&self, tenant: &str) -> Result<HashMap<String, String>, StreamError> {
-        let mut out = HashMap::new();
-        let Some(manifest) = snapshot::latest(&self.lake).await? else { return Ok(out) };
-        for f in manifest.tenant_files(Entity::Policies.name(), tenant) {
+    /// A stored policy as a JSON row: only files whose stored keys (kept
+    /// by the writer's cache) hold its key are read.
+    async fn stored_policy(
+        &self,
+        manifest: &Manifest,
+        tenant: &str,
+        key: u128,
+        policy_id: &str,
+    ) -> Result<Option<String>, StreamError> {
+        let files: Vec<DataFile> = manifest.tenant_files(Entity::Policies.name(), tenant).cloned().collect();
+        let keys = batch::read_stored_keys(&self.lake, Entity::Policies, &files, Some(&self.cache)).await?;
+        for (f, stored) in files.iter().zip(keys) {
+            if !stored.keys.contains(&key) {
+                continue;
+            }
             let batches = parquet_io::read(&self.lake.store, &self.lake.child(&f.path), None)
                 .await
                 .map_err(|e| StreamError::Segment(format!("reading {}: {e}", f.path)))?;
             for b in &batches {
                 let ids = b.column_by_name("policy_id").expect("policy_id column");
                 let ids = ids.as_any().downcast_ref::<StringArray>().expect("policy_id as utf8");
-                for r in 0..b.num_rows() {
-                    out.insert(ids.value(r).to_string(), row_json(Entity::Policies, b, r));
+                if let Some(r) = (0..b.num_rows()).find(|r| ids.value(*r) == policy_id) {
+                    return Ok(Some(row_json(Entity::Policies, b, r)));
                 }
             }
         }
-        Ok(out)
+        Ok(None)
     }
 }
 

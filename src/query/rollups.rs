@@ -36,6 +36,9 @@ use super::metrics::{
 use crate::contract::Entity;
 use crate::contract::values::{date_to_days, days_to_date};
 
+mod state;
+pub use state::{Changes, NeedsRebuild, TenantRollups};
+
 /// A built table: name, schema, rows.
 pub type Built = (&'static str, SchemaRef, Vec<RecordBatch>);
 
@@ -79,36 +82,54 @@ impl<'a> Names<'a> {
     /// The id of each row of a string column, plain or dictionary-encoded
     /// (then each distinct value is looked up once).
     fn ids(&mut self, a: &'a ArrayRef, name: &str) -> Result<Vec<Id>, ArrowError> {
-        if let Some(d) = a.as_dictionary_opt::<Int32Type>() {
-            let values = d.values().as_string_opt::<i32>().ok_or_else(|| not_strings(name))?;
-            let of_value: Vec<Id> = (0..values.len()).map(|i| self.id(value(values, i))).collect();
-            let keys = d.keys();
-            return Ok((0..d.len())
-                .map(|i| if keys.is_valid(i) { of_value[keys.value(i) as usize] } else { NULL })
-                .collect());
+        ids_of(a, name, |s| self.id(s))
+    }
+}
+
+/// The id of each row of a string column, plain or dictionary-encoded
+/// (then each distinct value is looked up once), by `id`.
+pub(super) fn ids_of<'a>(
+    a: &'a ArrayRef,
+    name: &str,
+    mut id: impl FnMut(Option<&'a str>) -> Id,
+) -> Result<Vec<Id>, ArrowError> {
+    if let Some(d) = a.as_dictionary_opt::<Int32Type>() {
+        let values = d.values().as_string_opt::<i32>().ok_or_else(|| not_strings(name))?;
+        let of_value: Vec<Id> = (0..values.len()).map(|i| id(value(values, i))).collect();
+        let keys = d.keys();
+        return Ok((0..d.len())
+            .map(|i| if keys.is_valid(i) { of_value[keys.value(i) as usize] } else { NULL })
+            .collect());
+    }
+    let s = a.as_string_opt::<i32>().ok_or_else(|| not_strings(name))?;
+    Ok((0..s.len()).map(|i| id(value(s, i))).collect())
+}
+
+/// The names of ids (indexed by id), for writing a rollup out.
+pub(super) struct NameTable<'n> {
+    names: &'n [&'n str],
+    /// Each id's place in the names' sorted order (a null first), so that
+    /// rows sort by name while comparing integers.
+    ranks: Vec<Id>,
+}
+
+impl<'n> NameTable<'n> {
+    pub(super) fn new(names: &'n [&'n str]) -> Self {
+        let mut by_name: Vec<Id> = (0..names.len() as Id).collect();
+        by_name.sort_unstable_by_key(|id| names[*id as usize]);
+        let mut ranks = vec![0; names.len()];
+        for (r, id) in by_name.into_iter().enumerate() {
+            ranks[id as usize] = r as Id + 1;
         }
-        let s = a.as_string_opt::<i32>().ok_or_else(|| not_strings(name))?;
-        Ok((0..s.len()).map(|i| self.id(value(s, i))).collect())
+        NameTable { names, ranks }
     }
 
-    fn name(&self, id: Id) -> Option<&'a str> {
+    fn name(&self, id: Id) -> Option<&'n str> {
         (id != NULL).then(|| self.names[id as usize])
     }
 
-    /// Each id's place in the names' sorted order (a null first), so that
-    /// rows sort by name while comparing integers.
-    fn ranks(&self) -> Vec<Id> {
-        let mut by_name: Vec<Id> = (0..self.names.len() as Id).collect();
-        by_name.sort_unstable_by_key(|id| self.names[*id as usize]);
-        let mut rank = vec![0; self.names.len()];
-        for (r, id) in by_name.into_iter().enumerate() {
-            rank[id as usize] = r as Id + 1;
-        }
-        rank
-    }
-
-    fn rank(ranks: &[Id], id: Id) -> Id {
-        if id == NULL { 0 } else { ranks[id as usize] }
+    fn rank(&self, id: Id) -> Id {
+        if id == NULL { 0 } else { self.ranks[id as usize] }
     }
 }
 
@@ -248,6 +269,13 @@ pub fn commission_rollups(commissions: &[RecordBatch], policies: &[RecordBatch])
         }
     }
 
+    commission_tables(full, &NameTable::new(&names.names))
+}
+
+/// The commission rollup tables of the full rollup's groups (`full`: each
+/// group once, any order): the full one first, then the narrower ones,
+/// each sorted by month and then by its keys' names.
+pub(super) fn commission_tables(full: Vec<(CommissionKey, Sums)>, names: &NameTable) -> Result<Vec<Built>, ArrowError> {
     let facts = Entity::Commissions.schema();
     let policy_fields = Entity::Policies.schema();
     let key_field = |name: &str| -> Result<Field, ArrowError> {
@@ -257,7 +285,6 @@ pub fn commission_rollups(commissions: &[RecordBatch], policies: &[RecordBatch])
             _ => Ok(facts.field_with_name(name)?.clone()),
         }
     };
-    let ranks = names.ranks();
     let mut out = Vec::with_capacity(COMMISSION_ROLLUPS.len());
     // The full rollup first: the narrow ones are checked against it.
     let mut tables: Vec<(&'static str, &[&str])> = COMMISSION_ROLLUPS.to_vec();
@@ -279,7 +306,7 @@ pub fn commission_rollups(commissions: &[RecordBatch], policies: &[RecordBatch])
             }
             groups.into_iter().collect()
         };
-        rows.sort_unstable_by_key(|((month, ids), _)| (*month, ids.map(|id| Names::rank(&ranks, id))));
+        rows.sort_unstable_by_key(|((month, ids), _)| (*month, ids.map(|id| names.rank(id))));
 
         let mut fields = vec![key_field(TRANSACTION_DATE)?];
         let mut arrays: Vec<ArrayRef> = vec![Arc::new(Date32Array::from_iter(rows.iter().map(|((m, _), _)| *m)))];
@@ -321,6 +348,15 @@ const RENEWAL_KEY_COLUMNS: [&str; 4] = [AGENCY, AGENT, CARRIER, LINE];
 /// ids, renewed.
 type RenewalKey = (Option<i32>, [Id; 4], bool);
 
+/// Whether a policy counts in the renewal rollup: not cancelled before it
+/// expires (cancelled on the day it expires still counts).
+fn up_for_renewal(expiration: Option<i32>, cancellation: Option<i32>) -> bool {
+    match cancellation {
+        None => true,
+        Some(c) => expiration.is_some_and(|e| c >= e),
+    }
+}
+
 /// The renewal-outcome rollup of one tenant's policies, sorted by
 /// expiration date and then by its keys' names.
 pub fn renewal_rollup(policies: &[RecordBatch]) -> Result<Built, ArrowError> {
@@ -339,21 +375,20 @@ pub fn renewal_rollup(policies: &[RecordBatch]) -> Result<Built, ArrowError> {
         let (expires, cancelled) = (dates(b, EXPIRATION_DATE)?, dates(b, CANCELLATION_DATE)?);
         for i in 0..b.num_rows() {
             let expiration = date(expires, i);
-            // Cancelled before expiring: never up for renewal.
-            let up = match date(cancelled, i) {
-                None => true,
-                Some(c) => expiration.is_some_and(|e| c >= e),
-            };
-            if !up {
+            if !up_for_renewal(expiration, date(cancelled, i)) {
                 continue;
             }
             let is_renewed = value(ids, i).is_some_and(|id| renewed.contains(id));
             *groups.entry((expiration, [agency[i], agent[i], carrier[i], line[i]], is_renewed)).or_default() += 1;
         }
     }
-    let ranks = names.ranks();
-    let mut rows: Vec<(RenewalKey, i64)> = groups.into_iter().collect();
-    rows.sort_unstable_by_key(|((e, ids, r), _)| (*e, ids.map(|id| Names::rank(&ranks, id)), *r));
+    renewal_table(groups.into_iter().collect(), &NameTable::new(&names.names))
+}
+
+/// The renewal rollup table of its groups (each once, any order), sorted
+/// by expiration date and then by its keys' names.
+pub(super) fn renewal_table(mut rows: Vec<(RenewalKey, i64)>, names: &NameTable) -> Result<Built, ArrowError> {
+    rows.sort_unstable_by_key(|((e, ids, r), _)| (*e, ids.map(|id| names.rank(id)), *r));
 
     let facts = Entity::Policies.schema();
     let mut fields = vec![facts.field_with_name(EXPIRATION_DATE)?.clone()];

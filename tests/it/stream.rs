@@ -262,3 +262,139 @@ async fn a_restart_replays_acknowledged_events_exactly_once() {
         )]
     );
 }
+
+/// The tenant's rollup tables as stored, and as a full build of its stored
+/// facts gives them, printed table by table.
+async fn stored_and_rebuilt_rollups(lake: &TestLake, tenant: &str) -> (Vec<String>, Vec<String>) {
+    use cip::query::rollups::{COMMISSION_COLUMNS, POLICY_COLUMNS, commission_rollups, renewal_rollup};
+    let manifest = lake.latest().await.unwrap();
+    let store = lake.lake();
+    let read = |table: &'static str, columns: Option<&'static [&'static str]>| {
+        let (manifest, store) = (&manifest, &store);
+        async move {
+            let mut out = Vec::new();
+            for f in manifest.tenant_files(table, tenant) {
+                out.extend(cip::lake::parquet_io::read(&store.store, &store.child(&f.path), columns).await.unwrap());
+            }
+            out
+        }
+    };
+    let print = |b: &[arrow::record_batch::RecordBatch]| {
+        datafusion::arrow::util::pretty::pretty_format_batches(b).unwrap().to_string()
+    };
+    let (commissions, policies) =
+        (read("commissions", Some(&COMMISSION_COLUMNS)).await, read("policies", Some(&POLICY_COLUMNS)).await);
+    let mut rebuilt = commission_rollups(&commissions, &policies).unwrap();
+    rebuilt.push(renewal_rollup(&policies).unwrap());
+    let mut stored = Vec::new();
+    for (table, _, _) in &rebuilt {
+        stored.push(format!("{table}\n{}", print(&read(table, None).await)));
+    }
+    (stored, rebuilt.iter().map(|(t, _, b)| format!("{t}\n{}", print(b))).collect())
+}
+
+/// Micro-batches on a generated book: new and changed commissions, changed
+/// and cancelled policies, renewals, and one policy moved to another agency
+/// under its commissions. The writer updates the tenant's rollups from each
+/// batch's rows (a full rebuild only where it cannot), and after every batch
+/// the stored rollups equal a full build of the stored facts.
+#[tokio::test]
+async fn micro_batches_keep_the_rollups_equal_to_a_full_build() {
+    let lake = TestLake::new();
+    let d = |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+    cip::generate::generate(&cip::generate::GenerateOptions {
+        out: lake.landing_path(),
+        truth: lake.dir.path().join("truth"),
+        policies: 600,
+        seed: 5,
+        tenants: 1,
+        format: cip::generate::Format::Csv,
+        bad_row_rate: 0.0,
+        start: d("2022-01-01"),
+        end: d("2026-01-01"),
+    })
+    .unwrap();
+    cip::pipelines::batch::ingest(&lake.landing(), &lake.lake(), &Default::default()).await.unwrap();
+    let tenant = lake.latest().await.unwrap().tenants()[0].clone();
+    // Stored policies as JSON rows (required columns only), first 40 by id.
+    let sql = "SELECT policy_id, policy_number, agency_id, agent_id, carrier_id, customer_id, line_of_business, \
+               CAST(effective_date AS VARCHAR) AS effective_date, CAST(expiration_date AS VARCHAR) AS expiration_date, \
+               CAST(premium AS VARCHAR) AS premium, status FROM policies ORDER BY policy_id LIMIT 40";
+    let batches = lake.sql(crate::helpers::tenant(&tenant), sql).await;
+    let mut policies: Vec<serde_json::Map<String, Value>> = Vec::new();
+    for b in &batches {
+        for r in 0..b.num_rows() {
+            let mut m = serde_json::Map::new();
+            for (i, f) in b.schema().fields().iter().enumerate() {
+                let a = arrow::compute::cast(b.column(i), &arrow::datatypes::DataType::Utf8).unwrap();
+                let a = a.as_any().downcast_ref::<arrow::array::StringArray>().unwrap();
+                m.insert(f.name().clone(), json!(a.value(r)));
+            }
+            policies.push(m);
+        }
+    }
+    assert_eq!(policies.len(), 40);
+    let agencies: Vec<String> = {
+        let mut a: Vec<String> = policies.iter().map(|p| p["agency_id"].as_str().unwrap().to_string()).collect();
+        a.sort();
+        a.dedup();
+        a
+    };
+    assert!(agencies.len() >= 2, "{agencies:?}");
+
+    let stream = Stream::open(lake.lake()).await.unwrap();
+    let mut n = 0;
+    let at = |n: &mut u32| {
+        *n += 1;
+        format!("2026-02-01T00:{:02}:{:02}Z", *n / 60, *n % 60)
+    };
+    for round in 0..6usize {
+        let mut events = Vec::new();
+        let p = |i: usize| &policies[(round * 5 + i) % policies.len()];
+        for i in 0..4 {
+            let policy = p(i);
+            // C-<round>-<i> is new; C-<round-1>-<i> gets other amounts.
+            for (id, premium) in
+                [(format!("C-{round}-{i}"), 1000 + i), (format!("C-{}-{i}", round.max(1) - 1), 2000 + round)]
+            {
+                let data = json!({ "commission_id": id, "policy_id": policy["policy_id"], "agent_id": policy["agent_id"],
+                    "carrier_id": policy["carrier_id"], "transaction_date": format!("2025-{:02}-15", 1 + (round + i) % 12),
+                    "kind": "new", "premium_amount": format!("{premium}.00"), "commission_rate": "0.10",
+                    "gross_commission": format!("{}.{}0", premium / 10, premium % 10), "agent_commission": "0.00",
+                    "agency_commission": format!("{}.{}0", premium / 10, premium % 10) });
+                events.push(event(&format!("e{}", at(&mut n)), "commission.upserted", &at(&mut n), data));
+            }
+        }
+        // A premium change (agency and line kept) and a cancellation.
+        let mut changed = p(1).clone();
+        changed.insert("premium".into(), json!(format!("{}.00", 500 + round)));
+        events.push(event(&format!("e{}", at(&mut n)), "policy.upserted", &at(&mut n), Value::Object(changed)));
+        let cancel = json!({ "policy_id": p(2)["policy_id"], "cancellation_date": "2025-03-01" });
+        events.push(event(&format!("e{}", at(&mut n)), "policy.cancelled", &at(&mut n), cancel));
+        // A new term renewing a stored policy: the old term becomes renewed.
+        let mut renewal = p(3).clone();
+        renewal.insert("policy_id".into(), json!(format!("R-{round}")));
+        renewal.insert("renewal_of".into(), p(3)["policy_id"].clone());
+        renewal.insert("expiration_date".into(), json!("2027-01-01"));
+        events.push(event(&format!("e{}", at(&mut n)), "policy.upserted", &at(&mut n), Value::Object(renewal)));
+        // Round 3 moves a policy with commissions to another agency: the
+        // writer must rebuild the tenant's rollups in full.
+        if round == 3 {
+            let mut moved = p(0).clone();
+            let other = agencies.iter().find(|a| **a != moved["agency_id"]).unwrap().clone();
+            moved.insert("agency_id".into(), json!(other));
+            events.push(event(&format!("e{}", at(&mut n)), "policy.upserted", &at(&mut n), Value::Object(moved)));
+        }
+        let acked = stream.accept(&tenant, &events.join("\n")).await.unwrap();
+        assert_eq!((acked.accepted, acked.rejected), (events.len(), 0), "{:?}", acked.results);
+        assert!(stream.commit_once().await.unwrap().is_some(), "round {round} publishes");
+        let (stored, rebuilt) = stored_and_rebuilt_rollups(&lake, &tenant).await;
+        assert_eq!(stored, rebuilt, "round {round}");
+    }
+    // Round 0 built the state (the first commit of a writer rebuilds);
+    // rounds 1, 2, 4 and 5 updated it; round 3 rebuilt it.
+    assert_eq!(stream.cache().rollup_updates(), 4);
+    // The renewals landed: 6 new terms, each old term renewed.
+    let renewed = "SELECT count(*) FROM policies WHERE policy_id LIKE 'R-%' AND renewal_of IS NOT NULL";
+    assert_eq!(crate::helpers::count(&lake, &tenant, renewed).await, 6);
+}

@@ -1,0 +1,97 @@
+//! What a long-running writer (the streaming pipeline) keeps between its
+//! commits so that a small commit costs little on a large book:
+//!
+//! - the key and row hashes of stored data files, which upsert resolution
+//!   reads for every file of a partition it touches. Data files are never
+//!   changed once written (a rewrite is a new file), so an entry can never
+//!   be stale, whoever wrote the file; the cache is bounded in rows.
+//! - each tenant's rollup state ([`TenantRollups`]) with the lake version
+//!   it reflects. A commit on top of exactly that version updates it with
+//!   the rows it adds and removes; after any other writer's version the
+//!   tenant is rebuilt in full once and kept again.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use super::resolve::StoredRows;
+use crate::query::rollups::TenantRollups;
+
+/// Rows of stored key hashes kept at most (24 bytes each).
+const KEY_ROWS: u64 = 16 << 20;
+
+#[derive(Default)]
+pub struct WriterCache {
+    keys: Mutex<KeyCache>,
+    /// tenant → (version, state)
+    rollups: Mutex<HashMap<String, (u64, TenantRollups)>>,
+    /// Tenant rollups updated from a commit's rows (not rebuilt).
+    updates: AtomicU64,
+}
+
+impl std::fmt::Debug for WriterCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriterCache").finish_non_exhaustive()
+    }
+}
+
+#[derive(Default)]
+struct KeyCache {
+    files: HashMap<String, Arc<StoredRows>>,
+    /// Insertion order, for eviction.
+    order: VecDeque<String>,
+    rows: u64,
+}
+
+impl WriterCache {
+    /// The stored keys of the file at `path` (the store's full path), if kept.
+    pub fn keys(&self, path: &str) -> Option<Arc<StoredRows>> {
+        self.keys.lock().expect("key cache").files.get(path).cloned()
+    }
+
+    pub fn keep_keys(&self, path: &str, rows: Arc<StoredRows>) {
+        let mut c = self.keys.lock().expect("key cache");
+        if c.files.contains_key(path) {
+            return;
+        }
+        c.rows += rows.keys.len() as u64;
+        c.files.insert(path.to_string(), rows);
+        c.order.push_back(path.to_string());
+        // Oldest first: a file rewritten by a later commit is read no more.
+        while c.rows > KEY_ROWS
+            && let Some(old) = c.order.pop_front()
+        {
+            if let Some(r) = c.files.remove(&old) {
+                c.rows -= r.keys.len() as u64;
+            }
+        }
+    }
+
+    /// Take the tenant's rollup state if it reflects `version` (a state of
+    /// any other version is dropped: it is of no use any more).
+    pub fn take_rollups(&self, tenant: &str, version: u64) -> Option<TenantRollups> {
+        let mut m = self.rollups.lock().expect("rollup states");
+        match m.remove(tenant) {
+            Some((v, state)) if v == version => Some(state),
+            _ => None,
+        }
+    }
+
+    pub fn keep_rollups(&self, tenant: String, version: u64, state: TenantRollups) {
+        self.rollups.lock().expect("rollup states").insert(tenant, (version, state));
+    }
+
+    pub fn record_update(&self) {
+        self.updates.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many times a tenant's rollups were updated rather than rebuilt.
+    pub fn rollup_updates(&self) -> u64 {
+        self.updates.load(Ordering::Relaxed)
+    }
+
+    /// Stored-key rows and tenant states held (for logs and tests).
+    pub fn held(&self) -> (u64, usize) {
+        (self.keys.lock().expect("key cache").rows, self.rollups.lock().expect("rollup states").len())
+    }
+}
