@@ -157,6 +157,7 @@ pub async fn ingest(landing: &Location, lake: &Location, opts: &IngestOptions) -
         .map_err(|e| IngestError::Write(format!("staging task failed: {e}")))?;
     progress.finish_and_clear();
     staged.sort_by_key(|(i, _)| *i);
+    let staged_ms = started.elapsed().as_millis() as u64;
 
     let mut entities: BTreeMap<String, EntityCounts> = BTreeMap::new();
     let mut unreadable = Vec::new();
@@ -228,7 +229,8 @@ pub async fn ingest(landing: &Location, lake: &Location, opts: &IngestOptions) -
     }
     let changed = resolution.tables.is_some();
     if changed {
-        tracing::info!(version = ?version, "lake version published");
+        let commit_ms = started.elapsed().as_millis() as u64 - staged_ms;
+        tracing::info!(version = ?version, staged_ms, commit_ms, "lake version published");
     }
 
     let duration = started.elapsed();

@@ -345,6 +345,8 @@ impl Stream {
         if through <= after {
             return Ok(None);
         }
+        let started = std::time::Instant::now();
+        let ms = |t: std::time::Instant| t.elapsed().as_millis() as u64;
         let mut events: Vec<LoggedEvent> = Vec::new();
         for seq in self.wal.segments(after, through).await? {
             let bytes = self.wal.read(seq).await?;
@@ -358,7 +360,10 @@ impl Stream {
                 }
             }
         }
+        let read_ms = ms(started);
+        let t = std::time::Instant::now();
         let MicroBatch { landing, applied, unapplied } = self.micro_batch(events).await?;
+        let batch_ms = ms(t);
         if !unapplied.is_empty() {
             self.write_rejects(&unapplied).await?;
         }
@@ -370,7 +375,10 @@ impl Stream {
             cache: Some(self.cache.clone()),
             ..IngestOptions::default()
         };
+        let t = std::time::Instant::now();
         let report = batch::ingest(&landing, &self.lake, &opts).await;
+        let ingest_ms = ms(t);
+        let t = std::time::Instant::now();
         let report = match report {
             Ok(r) => Some(r),
             // Every event of the range was stale or repeated: nothing to land.
@@ -401,7 +409,16 @@ impl Stream {
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "could not list the stamp files"),
         }
-        tracing::debug!(through, ?published, "streaming micro-batch committed");
+        tracing::debug!(
+            through,
+            ?published,
+            read_ms,
+            batch_ms,
+            ingest_ms,
+            after_ms = ms(t),
+            total_ms = ms(started),
+            "streaming micro-batch committed"
+        );
         Ok(published)
     }
 
