@@ -147,7 +147,7 @@ struct Column {
     name: &'static str,
     kind: Kind,
     required: bool,
-    from: From,
+    from: ColumnSource,
     default: Option<String>,
     map: Option<HashMap<String, String>>,
     date_formats: Vec<String>,
@@ -157,7 +157,7 @@ struct Column {
 }
 
 #[derive(Debug)]
-enum From {
+enum ColumnSource {
     Path(FieldPath),
     Value(String),
     /// Positions of the two money columns, in the target's columns.
@@ -244,10 +244,10 @@ impl Adapter {
                     return Err(invalid(format!("{}: prefix is for text columns", what(col_name))));
                 }
                 let from = match (&table.path, &table.value) {
-                    (Some(p), _) => From::Path(path(p)?),
-                    (None, Some(v)) => From::Value(v.clone()),
+                    (Some(p), _) => ColumnSource::Path(path(p)?),
+                    (None, Some(v)) => ColumnSource::Value(v.clone()),
                     // Resolved below, once every column is known.
-                    (None, None) => From::Difference(usize::MAX, usize::MAX),
+                    (None, None) => ColumnSource::Difference(usize::MAX, usize::MAX),
                 };
                 let date_formats = match &table.date_formats {
                     Some(f) => formats(f, &what(col_name))?,
@@ -288,7 +288,9 @@ impl Adapter {
                 let position = |n: &str| {
                     columns
                         .iter()
-                        .position(|c| c.name == n && c.kind == Kind::Money && !matches!(c.from, From::Difference(..)))
+                        .position(|c| {
+                            c.name == n && c.kind == Kind::Money && !matches!(c.from, ColumnSource::Difference(..))
+                        })
                         .ok_or_else(|| {
                             invalid(format!("{}: difference of '{n}', not a mapped money column", what(name)))
                         })
@@ -296,7 +298,7 @@ impl Adapter {
                 if columns[i].kind != Kind::Money {
                     return Err(invalid(format!("{}: difference is for money columns", what(name))));
                 }
-                columns[i].from = From::Difference(position(a)?, position(b)?);
+                columns[i].from = ColumnSource::Difference(position(a)?, position(b)?);
             }
             for c in entity.columns().iter().filter(|c| c.required && c.kind != Kind::TenantId) {
                 if !columns.iter().any(|m| m.name == c.name) {
@@ -466,9 +468,9 @@ impl Adapter {
             let at = format!("{entity}.{}", col.name);
             let raw: Option<(String, String)> = match &col.from {
                 _ if col.when.as_ref().is_some_and(|c| !c.holds(root, here)) => None,
-                From::Value(v) => Some((v.clone(), "a constant".to_string())),
-                From::Difference(..) => None,
-                From::Path(p) => match p.find(root, here) {
+                ColumnSource::Value(v) => Some((v.clone(), "a constant".to_string())),
+                ColumnSource::Difference(..) => None,
+                ColumnSource::Path(p) => match p.find(root, here) {
                     Found::Scalar(v) => Some((v.trim().to_string(), p.text.clone())),
                     Found::Missing => col.default.clone().map(|d| (d, p.text.clone())),
                     Found::Compound => {
@@ -478,9 +480,9 @@ impl Adapter {
                 },
             };
             let Some((raw, field)) = raw else {
-                if col.required && !matches!(col.from, From::Difference(..)) {
+                if col.required && !matches!(col.from, ColumnSource::Difference(..)) {
                     let field = match &col.from {
-                        From::Path(p) => p.text.clone(),
+                        ColumnSource::Path(p) => p.text.clone(),
                         _ => col.name.to_string(),
                     };
                     return Err(missing(&field, &at));
@@ -500,7 +502,7 @@ impl Adapter {
             amounts.push(amount);
         }
         for (i, col) in target.columns.iter().enumerate() {
-            if let From::Difference(a, b) = col.from {
+            if let ColumnSource::Difference(a, b) = col.from {
                 match (amounts[a], amounts[b]) {
                     (Some(x), Some(y)) => values[i] = Some(convert::plain(x - y, MONEY_SCALE as u32)),
                     _ if col.required => {
