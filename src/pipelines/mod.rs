@@ -1,5 +1,6 @@
 //! Pipelines that land facts in the lake.
 
+pub mod ams;
 pub mod batch;
 pub mod events;
 pub mod resolve;

@@ -1,11 +1,13 @@
 //! `POST /ingest/events`: streaming events from agency systems, answered
-//! only once the accepted ones are durable in the write-ahead log.
+//! only once the accepted ones are durable in the write-ahead log; and
+//! `POST /ingest/ams/{source}`: a source system's own payloads, mapped to
+//! the same events (`pipelines::ams`) behind the same door.
 
 use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
@@ -14,6 +16,8 @@ use super::request;
 use super::state::AppState;
 use crate::auth::INGEST_WRITE;
 use crate::graphql::errors::Code;
+use crate::pipelines::ams;
+use crate::pipelines::stream::{Stream, StreamError};
 
 /// One event (a JSON object) or an NDJSON batch, for the credential's
 /// tenant: 200 with each event's outcome (accepted, duplicate, or rejected
@@ -29,6 +33,49 @@ pub async fn events(State(state): State<Arc<AppState>>, headers: HeaderMap, body
 
 async fn accept(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Response, ApiError> {
     let principal = guard::authorize(state, headers, INGEST_WRITE, &state.ingest_limiter)?;
+    let (stream, text) = admit_body(state, headers, body).await?;
+    match stream.accept(&principal.tenant_id, &text).await {
+        Ok(accepted) => Ok(Json(accepted).into_response()),
+        Err(e) => Err(log_unavailable(e)),
+    }
+}
+
+/// Payloads of `{source}` (one JSON object, a JSON array or NDJSON) for
+/// the credential's tenant: 200 with each row's outcome naming its payload
+/// (a payload the mapping refuses is reported with its code and reason,
+/// and the others go on); 404 `NOT_FOUND` for a source cip has no mapping
+/// for; otherwise the statuses of [`events`].
+pub async fn ams(
+    State(state): State<Arc<AppState>>,
+    Path(source): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    match accept_ams(&state, &source, &headers, body).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn accept_ams(state: &AppState, source: &str, headers: &HeaderMap, body: Body) -> Result<Response, ApiError> {
+    let principal = guard::authorize(state, headers, INGEST_WRITE, &state.ingest_limiter)?;
+    let Some(adapter) = ams::adapter(source) else {
+        let msg = format!("no AMS source '{source}': one of {}", ams::source_names());
+        return Err(ApiError::not_found(msg));
+    };
+    let (stream, text) = admit_body(state, headers, body).await?;
+    let payloads = ams::split_payloads(&text).map_err(ApiError::bad_input)?;
+    let payloads = payloads.into_iter().map(str::to_string).collect();
+    match ams::ingest(&stream, adapter, &principal.tenant_id, payloads).await {
+        Ok(accepted) => Ok(Json(accepted).into_response()),
+        Err(e) => Err(log_unavailable(e)),
+    }
+}
+
+/// What both doors check after the credential: a writable stream (503 on
+/// a pinned server), room in its backlog (503 with `Retry-After`), the
+/// body within its limit (413) and UTF-8.
+async fn admit_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<(Arc<Stream>, String), ApiError> {
     let Some(stream) = state.stream.get() else {
         let msg = "this server serves a pinned lake version and takes no events";
         return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, Code::NotReady, msg));
@@ -39,13 +86,12 @@ async fn accept(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Res
         return Err(ApiError { retry_after: Some(1), ..busy });
     }
     let bytes = request::read_body(headers, body, state.settings.max_ingest_bytes).await?;
-    let text = std::str::from_utf8(&bytes).map_err(|_| ApiError::bad_input("the body must be UTF-8 JSON"))?;
-    match stream.accept(&principal.tenant_id, text).await {
-        Ok(accepted) => Ok(Json(accepted).into_response()),
-        Err(e) => {
-            // Nothing of this request was acknowledged: the client retries.
-            let e = ApiError::internal(format!("writing the event log: {e}"));
-            Err(ApiError { status: StatusCode::SERVICE_UNAVAILABLE, retry_after: Some(1), ..e })
-        }
-    }
+    let text = String::from_utf8(Vec::from(bytes)).map_err(|_| ApiError::bad_input("the body must be UTF-8 JSON"))?;
+    Ok((stream.clone(), text))
+}
+
+/// Nothing of the request was acknowledged: the client retries.
+fn log_unavailable(e: StreamError) -> ApiError {
+    let e = ApiError::internal(format!("writing the event log: {e}"));
+    ApiError { status: StatusCode::SERVICE_UNAVAILABLE, retry_after: Some(1), ..e }
 }

@@ -32,6 +32,8 @@ pub struct Application {
 impl Application {
     /// Bind the address and load the newest snapshot (if any).
     pub async fn build(settings: ServeSettings) -> anyhow::Result<Self> {
+        // The AMS mappings are embedded: a defect in one is refused at start.
+        crate::pipelines::ams::adapters().map_err(|e| anyhow::anyhow!("{e}"))?;
         let state = Arc::new(AppState::new(settings)?);
         if let Err(e) = state.refresh().await {
             tracing::warn!(error = %e, "no snapshot loaded at start; will keep polling");
@@ -69,6 +71,7 @@ impl Application {
             .route("/reports/{file}", get(reports::download))
             .route("/feeds/renewals.csv", get(feeds::renewals_csv))
             .route("/ingest/events", axum::routing::post(ingest::events))
+            .route("/ingest/ams/{source}", axum::routing::post(ingest::ams))
             .with_state(state)
     }
 

@@ -1,6 +1,7 @@
 //! Integration tests: one binary, real files, real Parquet, real DataFusion.
 
 mod abuse;
+mod ams;
 mod cli;
 mod generated;
 mod graphiql;
