@@ -7,3 +7,4 @@ pub mod rollups;
 pub mod source;
 pub mod stage;
 pub mod stream;
+pub mod summary;
