@@ -204,6 +204,12 @@ impl Stream {
         *self.committed.borrow()
     }
 
+    /// The highest log sequence durable with every one below it: a lake
+    /// version containing it contains every event acknowledged so far.
+    pub fn logged(&self) -> u64 {
+        self.wal.durable_through()
+    }
+
     /// Logged segments not yet in a lake version.
     pub fn backlog(&self) -> u64 {
         self.wal.durable_through().saturating_sub(self.committed())

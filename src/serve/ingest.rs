@@ -12,8 +12,9 @@ use axum::response::{IntoResponse, Response};
 use super::guard::{self, ApiError};
 use super::request;
 use super::state::AppState;
-use crate::auth::INGEST_WRITE;
+use crate::auth::{INGEST_WRITE, Principal};
 use crate::graphql::errors::Code;
+use crate::pipelines::stream::{Stream, StreamError};
 
 /// One event (a JSON object) or an NDJSON batch, for the credential's
 /// tenant: 200 with each event's outcome (accepted, duplicate, or rejected
@@ -28,24 +29,38 @@ pub async fn events(State(state): State<Arc<AppState>>, headers: HeaderMap, body
 }
 
 async fn accept(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Response, ApiError> {
+    let (principal, stream) = admit(state, headers)?;
+    let bytes = request::read_body(headers, body, state.settings.max_ingest_bytes).await?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| ApiError::bad_input("the body must be UTF-8 JSON"))?;
+    match stream.accept(&principal.tenant_id, text).await {
+        Ok(accepted) => Ok(Json(accepted).into_response()),
+        Err(e) => Err(log_failed(e)),
+    }
+}
+
+/// The steps every ingest door takes before reading its body: the
+/// credential with `ingest:write` (401/403/429), a streaming writer (503
+/// on a pinned version), and room in the backlog (503 with `Retry-After`).
+pub(super) fn admit(state: &AppState, headers: &HeaderMap) -> Result<(Principal, Arc<Stream>), ApiError> {
     let principal = guard::authorize(state, headers, INGEST_WRITE, &state.ingest_limiter)?;
     let Some(stream) = state.stream.get() else {
         let msg = "this server serves a pinned lake version and takes no events";
         return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, Code::NotReady, msg));
     };
     if stream.backlog() >= state.settings.max_stream_backlog {
-        let busy =
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, Code::RateLimited, "ingest backlog full: retry shortly");
-        return Err(ApiError { retry_after: Some(1), ..busy });
+        return Err(busy("ingest backlog full: retry shortly"));
     }
-    let bytes = request::read_body(headers, body, state.settings.max_ingest_bytes).await?;
-    let text = std::str::from_utf8(&bytes).map_err(|_| ApiError::bad_input("the body must be UTF-8 JSON"))?;
-    match stream.accept(&principal.tenant_id, text).await {
-        Ok(accepted) => Ok(Json(accepted).into_response()),
-        Err(e) => {
-            // Nothing of this request was acknowledged: the client retries.
-            let e = ApiError::internal(format!("writing the event log: {e}"));
-            Err(ApiError { status: StatusCode::SERVICE_UNAVAILABLE, retry_after: Some(1), ..e })
-        }
-    }
+    Ok((principal, stream.clone()))
+}
+
+/// 503 with `Retry-After: 1`.
+pub(super) fn busy(message: &str) -> ApiError {
+    ApiError { retry_after: Some(1), ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, Code::RateLimited, message) }
+}
+
+/// The log could not be written: nothing of the request was acknowledged,
+/// so the client retries.
+pub(super) fn log_failed(e: StreamError) -> ApiError {
+    let e = ApiError::internal(format!("writing the event log: {e}"));
+    ApiError { status: StatusCode::SERVICE_UNAVAILABLE, retry_after: Some(1), ..e }
 }

@@ -14,3 +14,4 @@ mod reports;
 mod rollups;
 mod serve;
 mod stream;
+mod summary;
