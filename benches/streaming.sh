@@ -5,7 +5,8 @@
 # times acknowledgement → visible in a GraphQL query, and the script samples
 # the server's RSS. It stops by itself.
 #
-#   benches/streaming.sh [SECONDS] [CLIENTS] [BATCH] [POLICIES]   (defaults 30, 4, 1000, 20000)
+#   benches/streaming.sh [SECONDS] [CLIENTS] [BATCH] [POLICIES] [SINGLE_CLIENTS]
+#   (defaults 30, 4, 1000, 20000, 32: CLIENTS post batches, SINGLE_CLIENTS single events)
 #
 # Prints accepted events/s per phase, p50/p99 visibility, refusals (429/503)
 # and the server's RSS (first, max, last sample). Targets (issue 11):
@@ -18,6 +19,7 @@ SECONDS_RUN="${1:-30}"
 CLIENTS="${2:-4}"
 BATCH="${3:-1000}"
 POLICIES="${4:-20000}"
+SINGLE_CLIENTS="${5:-32}"
 WORK="${BENCH_DIR:-/tmp/cip-bench-stream}"
 source scripts/env.sh
 cargo build --locked --quiet
@@ -34,4 +36,4 @@ KEY=$("$CIP" keys create --lake "$WORK/lake" --tenant "$TENANT" --scopes ingest:
 start_server "$WORK/lake"
 echo "tenant $TENANT, $POLICIES policies in the book"
 "$WORK/venv/bin/python" benches/streaming.py --url "http://127.0.0.1:$PORT" --pid "$SERVER" --key "$KEY" \
-  --seconds "$SECONDS_RUN" --clients "$CLIENTS" --batch "$BATCH" --out "$WORK/last.json"
+  --seconds "$SECONDS_RUN" --clients "$CLIENTS" --single-clients "$SINGLE_CLIENTS" --batch "$BATCH" --out "$WORK/last.json"

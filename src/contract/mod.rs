@@ -4,6 +4,7 @@
 //! [`values`] (one cell) and [`row`] (one record).
 
 pub mod row;
+pub mod summary;
 pub mod values;
 
 use std::sync::{Arc, OnceLock};

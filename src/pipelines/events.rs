@@ -64,6 +64,11 @@ pub struct LoggedEvent {
     pub at_ms: i64,
     /// The row (upserts, with `tenant_id`) or the cancellation.
     pub data: Box<RawValue>,
+    /// An upsert's key hash (hex), computed when it was checked, so that
+    /// the writer need not parse the row again to order it by key. Absent
+    /// in cancellations (and in logs written before it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
 }
 
 impl LoggedEvent {
@@ -164,9 +169,10 @@ impl EventChecker {
         }
         let data = RawValue::from_string(serde_json::to_string(&row).expect("raw values serialise"))
             .expect("serialised JSON is JSON");
+        let mut key = None;
         match kind {
             EventKind::Upserted(entity) => {
-                self.check_row(entity, data.get()).map_err(refuse)?;
+                key = Some(format!("{:032x}", self.check_row(entity, data.get()).map_err(refuse)?));
             }
             EventKind::Cancelled => {
                 let text = |k: &str| row.get(k).and_then(|v| serde_json::from_str::<String>(v.get()).ok());
@@ -187,6 +193,7 @@ impl EventChecker {
             occurred_at: at.to_rfc3339_opts(SecondsFormat::Millis, true),
             at_ms: at.timestamp_millis(),
             data,
+            key,
         })
     }
 

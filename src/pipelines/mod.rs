@@ -8,4 +8,5 @@ pub mod rollups;
 pub mod source;
 pub mod stage;
 pub mod stream;
+pub mod summary;
 pub mod writer_cache;

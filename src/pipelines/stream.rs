@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 
 use arrow::array::{Array, StringArray};
 use bytes::Bytes;
+use futures::StreamExt;
 use object_store::ObjectStoreExt;
 use object_store::memory::InMemory;
 use object_store::path::Path;
@@ -104,6 +105,11 @@ impl RecentIds {
 
 /// The order of events for one key: occurred_at, then event id.
 type Stamp = (i64, String);
+
+/// Log bytes one micro-batch takes at most (but at least one segment):
+/// under load a commit then takes a bounded time and memory, and the
+/// backlog is worked off by consecutive commits.
+const BATCH_BYTES: usize = 8 << 20;
 
 /// Stamp files beyond which they are merged into one.
 const STAMP_FILES: usize = 32;
@@ -211,6 +217,12 @@ impl Stream {
     /// What the writer keeps between micro-batches.
     pub fn cache(&self) -> &WriterCache {
         &self.cache
+    }
+
+    /// The highest log sequence durable with every one below it: a lake
+    /// version containing it contains every event acknowledged so far.
+    pub fn logged(&self) -> u64 {
+        self.wal.durable_through()
     }
 
     /// Logged segments not yet in a lake version.
@@ -348,8 +360,15 @@ impl Stream {
         let started = std::time::Instant::now();
         let ms = |t: std::time::Instant| t.elapsed().as_millis() as u64;
         let mut events: Vec<LoggedEvent> = Vec::new();
-        for seq in self.wal.segments(after, through).await? {
-            let bytes = self.wal.read(seq).await?;
+        // Oldest segments first, up to BATCH_BYTES: `through` becomes the
+        // last one taken (the rest wait for the next batch).
+        let seqs = self.wal.segments(after, through).await?;
+        let mut reads =
+            futures::stream::iter(seqs).map(|seq| async move { (seq, self.wal.read(seq).await) }).buffered(8);
+        let (mut through, mut taken) = (after, 0usize);
+        while let Some((seq, bytes)) = reads.next().await {
+            let bytes = bytes?;
+            (through, taken) = (seq, taken + bytes.len());
             let text = std::str::from_utf8(&bytes).map_err(|e| StreamError::Segment(format!("{seq}: {e}")))?;
             for line in text.lines().filter(|l| !l.trim().is_empty()) {
                 // Lines are written by this code only; one that does not
@@ -359,7 +378,11 @@ impl Stream {
                     Err(e) => tracing::error!(seq, error = %e, "an unreadable line in the event log is skipped"),
                 }
             }
+            if taken >= BATCH_BYTES {
+                break;
+            }
         }
+        drop(reads);
         let read_ms = ms(started);
         let t = std::time::Instant::now();
         let MicroBatch { landing, applied, unapplied } = self.micro_batch(events).await?;
@@ -435,7 +458,9 @@ impl Stream {
         for e in events {
             let kind = e.kind();
             let stamp = (e.at_ms, e.event_id.clone());
+            let logged_key = e.key.as_deref().and_then(|k| u128::from_str_radix(k, 16).ok());
             let (key, row) = match kind {
+                EventKind::Upserted(_) if let Some(k) = logged_key => (k, e.data.get().to_string()),
                 EventKind::Upserted(entity) => match self.checker.check_row(entity, e.data.get()) {
                     Ok(k) => (k, e.data.get().to_string()),
                     Err(r) => {

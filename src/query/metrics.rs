@@ -568,7 +568,7 @@ fn count_if(cond: Expr) -> Result<Expr, MetricsError> {
 }
 
 /// Commission rows that enter the average commission rate.
-fn is_new_or_renewal() -> Expr {
+pub(crate) fn is_new_or_renewal() -> Expr {
     in_list(col("kind"), vec![lit("new"), lit("renewal")], false)
 }
 

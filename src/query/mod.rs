@@ -7,5 +7,6 @@ pub mod policies;
 pub mod renewals;
 pub mod rollups;
 pub mod single_flight;
+pub mod summary;
 pub mod tables;
 pub mod view;

@@ -36,11 +36,14 @@ pub struct ApiError {
     pub message: String,
     /// Seconds, for 429.
     pub retry_after: Option<u64>,
+    /// More of `extensions` beside `code`, for doors whose refusals say
+    /// more (the summary import's `reason` and each field's `problems`).
+    pub details: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: Code, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into(), retry_after: None }
+        ApiError { status, code, message: message.into(), retry_after: None, details: None }
     }
 
     pub fn bad_input(message: impl Into<String>) -> Self {
@@ -53,6 +56,16 @@ impl ApiError {
 
     pub fn too_large(limit: usize) -> Self {
         Self::new(StatusCode::PAYLOAD_TOO_LARGE, Code::TooLarge, format!("request body over {limit} bytes"))
+    }
+
+    /// `BAD_INPUT` with a stable `reason` (and more) in `extensions`.
+    pub fn bad_input_because(reason: &str, message: impl Into<String>, more: serde_json::Value) -> Self {
+        let mut details = serde_json::Map::new();
+        details.insert("reason".into(), reason.into());
+        if let serde_json::Value::Object(more) = more {
+            details.extend(more);
+        }
+        ApiError { details: Some(details), ..Self::bad_input(message) }
     }
 
     /// Log the cause with a reference; tell the client only the reference.
@@ -90,6 +103,11 @@ impl ApiError {
         let mut e = async_graphql::ServerError::new(self.message.clone(), None);
         let mut ext = async_graphql::ErrorExtensionValues::default();
         ext.set("code", self.code.as_str());
+        for (k, v) in self.details.iter().flatten() {
+            if let Ok(v) = async_graphql::Value::from_json(v.clone()) {
+                ext.set(k, v);
+            }
+        }
         if let Some(s) = self.retry_after {
             ext.set("retryAfter", s);
         }
@@ -100,7 +118,10 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({ "errors": [{ "message": self.message, "extensions": { "code": self.code.as_str() } }] });
+        let mut extensions = serde_json::Map::new();
+        extensions.insert("code".into(), self.code.as_str().into());
+        extensions.extend(self.details.unwrap_or_default());
+        let body = json!({ "errors": [{ "message": self.message, "extensions": extensions }] });
         let mut r = (self.status, Json(body)).into_response();
         if let Some(secs) = self.retry_after {
             r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));

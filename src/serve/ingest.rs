@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use super::guard::{self, ApiError};
 use super::request;
 use super::state::AppState;
-use crate::auth::INGEST_WRITE;
+use crate::auth::{INGEST_WRITE, Principal};
 use crate::graphql::errors::Code;
 use crate::pipelines::ams;
 use crate::pipelines::stream::{Stream, StreamError};
@@ -32,11 +32,11 @@ pub async fn events(State(state): State<Arc<AppState>>, headers: HeaderMap, body
 }
 
 async fn accept(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Response, ApiError> {
-    let principal = guard::authorize(state, headers, INGEST_WRITE, &state.ingest_limiter)?;
-    let (stream, text) = admit_body(state, headers, body).await?;
+    let (principal, stream) = admit(state, headers)?;
+    let text = read_text(state, headers, body).await?;
     match stream.accept(&principal.tenant_id, &text).await {
         Ok(accepted) => Ok(Json(accepted).into_response()),
-        Err(e) => Err(log_unavailable(e)),
+        Err(e) => Err(log_failed(e)),
     }
 }
 
@@ -58,40 +58,49 @@ pub async fn ams(
 }
 
 async fn accept_ams(state: &AppState, source: &str, headers: &HeaderMap, body: Body) -> Result<Response, ApiError> {
-    let principal = guard::authorize(state, headers, INGEST_WRITE, &state.ingest_limiter)?;
+    let (principal, stream) = admit(state, headers)?;
     let Some(adapter) = ams::adapter(source) else {
         let msg = format!("no AMS source '{source}': one of {}", ams::source_names());
         return Err(ApiError::not_found(msg));
     };
-    let (stream, text) = admit_body(state, headers, body).await?;
+    let text = read_text(state, headers, body).await?;
     let payloads = ams::split_payloads(&text).map_err(ApiError::bad_input)?;
     let payloads = payloads.into_iter().map(str::to_string).collect();
     match ams::ingest(&stream, adapter, &principal.tenant_id, payloads).await {
         Ok(accepted) => Ok(Json(accepted).into_response()),
-        Err(e) => Err(log_unavailable(e)),
+        Err(e) => Err(log_failed(e)),
     }
 }
 
-/// What both doors check after the credential: a writable stream (503 on
-/// a pinned server), room in its backlog (503 with `Retry-After`), the
-/// body within its limit (413) and UTF-8.
-async fn admit_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<(Arc<Stream>, String), ApiError> {
+/// The steps every ingest door takes before reading its body: the
+/// credential with `ingest:write` (401/403/429), a streaming writer (503
+/// on a pinned version), and room in the backlog (503 with `Retry-After`).
+pub(super) fn admit(state: &AppState, headers: &HeaderMap) -> Result<(Principal, Arc<Stream>), ApiError> {
+    let principal = guard::authorize(state, headers, INGEST_WRITE, &state.ingest_limiter)?;
     let Some(stream) = state.stream.get() else {
         let msg = "this server serves a pinned lake version and takes no events";
         return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, Code::NotReady, msg));
     };
     if stream.backlog() >= state.settings.max_stream_backlog {
-        let busy =
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, Code::RateLimited, "ingest backlog full: retry shortly");
-        return Err(ApiError { retry_after: Some(1), ..busy });
+        return Err(busy("ingest backlog full: retry shortly"));
     }
-    let bytes = request::read_body(headers, body, state.settings.max_ingest_bytes).await?;
-    let text = String::from_utf8(Vec::from(bytes)).map_err(|_| ApiError::bad_input("the body must be UTF-8 JSON"))?;
-    Ok((stream.clone(), text))
+    Ok((principal, stream.clone()))
 }
 
-/// Nothing of the request was acknowledged: the client retries.
-fn log_unavailable(e: StreamError) -> ApiError {
+/// The body within the ingest limit (413) as UTF-8 text.
+async fn read_text(state: &AppState, headers: &HeaderMap, body: Body) -> Result<String, ApiError> {
+    let bytes = request::read_body(headers, body, state.settings.max_ingest_bytes).await?;
+    String::from_utf8(Vec::from(bytes)).map_err(|_| ApiError::bad_input("the body must be UTF-8 JSON"))
+}
+
+/// 503 with `Retry-After: 1`.
+pub(super) fn busy(message: &str) -> ApiError {
+    ApiError { retry_after: Some(1), ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, Code::RateLimited, message) }
+}
+
+/// The log could not be written: nothing of the request was acknowledged,
+/// so the client retries.
+pub(super) fn log_failed(e: StreamError) -> ApiError {
     let e = ApiError::internal(format!("writing the event log: {e}"));
     ApiError { status: StatusCode::SERVICE_UNAVAILABLE, retry_after: Some(1), ..e }
 }

@@ -11,6 +11,7 @@ pub mod request;
 pub mod routes;
 pub mod state;
 pub mod stats;
+pub mod summary;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -72,6 +73,8 @@ impl Application {
             .route("/feeds/renewals.csv", get(feeds::renewals_csv))
             .route("/ingest/events", axum::routing::post(ingest::events))
             .route("/ingest/ams/{source}", axum::routing::post(ingest::ams))
+            .route("/ingest/summary", axum::routing::post(summary::import))
+            .route("/export/commissions", get(summary::export))
             .with_state(state)
     }
 

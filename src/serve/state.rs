@@ -145,6 +145,8 @@ pub struct AppState {
     pub limiter: RateLimiter,
     /// The event-ingest door's own bucket per credential.
     pub ingest_limiter: RateLimiter,
+    /// Summary imports of a tenant run one at a time.
+    pub summary_locks: super::summary::TenantLocks,
     /// The streaming pipeline; `None` when serving a pinned version.
     pub stream: std::sync::OnceLock<Arc<Stream>>,
     pub slots: Arc<Semaphore>,
@@ -170,6 +172,7 @@ impl AppState {
             schema: build_schema(settings.shape_limits()),
             limiter: RateLimiter::new(settings.rate_per_sec, settings.rate_burst),
             ingest_limiter: RateLimiter::new(settings.ingest_rate_per_sec, settings.ingest_rate_per_sec * 2.0),
+            summary_locks: Default::default(),
             stream: std::sync::OnceLock::new(),
             slots: Arc::new(Semaphore::new(settings.max_concurrent_queries)),
             engine: Engine::new(settings.engine_threads())?,

@@ -15,3 +15,4 @@ mod reports;
 mod rollups;
 mod serve;
 mod stream;
+mod summary;
