@@ -6,6 +6,7 @@
 //! `ReportStore` (saved reports, also per tenant).
 
 pub mod errors;
+pub mod live;
 pub mod loaders;
 pub mod models;
 pub mod reports;
@@ -14,7 +15,7 @@ pub mod schema;
 
 use std::sync::Arc;
 
-use async_graphql::{Context, EmptySubscription, MergedObject, Schema};
+use async_graphql::{Context, MergedObject, Schema};
 
 use crate::query::view::TenantView;
 
@@ -28,7 +29,7 @@ pub struct QueryRoot(schema::Query, reports::ReportsQuery, models::ModelsQuery);
 #[graphql(name = "Mutation")]
 pub struct MutationRoot(reports::ReportsMutation);
 
-pub type CipSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
+pub type CipSchema = Schema<QueryRoot, MutationRoot, live::SubscriptionRoot>;
 
 /// Limits on the shape of a query.
 #[derive(Debug, Clone, Copy)]
@@ -47,7 +48,7 @@ pub fn build_schema(limits: ShapeLimits) -> CipSchema {
     Schema::build(
         QueryRoot(schema::Query, reports::ReportsQuery, models::ModelsQuery),
         MutationRoot::default(),
-        EmptySubscription,
+        live::SubscriptionRoot,
     )
     .limit_depth(limits.max_depth)
     .limit_complexity(limits.max_complexity)

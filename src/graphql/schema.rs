@@ -15,7 +15,7 @@ use super::view;
 use crate::query::industry::{self, Industry};
 use crate::query::metrics::{self, DateRange as Range, Dimension as Dim, Filters, Metric as M, MetricValue};
 use crate::query::policies::{self, PolicyInfo};
-use crate::query::view::{AgencyInfo, AgentInfo, CarrierInfo};
+use crate::query::view::{AgencyInfo, AgentInfo, CarrierInfo, TenantView};
 
 /// A half-open date range `[from, to)`.
 #[derive(InputObject, Debug, Clone, Copy)]
@@ -133,7 +133,7 @@ pub struct Series {
     pub points: Vec<Point>,
 }
 
-#[derive(SimpleObject, Debug, Clone)]
+#[derive(SimpleObject, Debug, Clone, PartialEq)]
 pub struct Kpis {
     pub as_of: Date,
     pub mtd_commission: Money,
@@ -143,6 +143,22 @@ pub struct Kpis {
     /// Renewal rate over the 12 months before `asOf`.
     #[graphql(name = "retentionRate12m")]
     pub retention_rate_12m: Option<f64>,
+}
+
+/// An agency's KPIs on a tenant's view (the `Agency.kpis` field and the
+/// `kpisChanged` subscription).
+pub(crate) async fn agency_kpis(view: &TenantView, agency_id: &str, as_of: Date) -> Result<Kpis> {
+    let filters = Filters { agency_id: Some(agency_id.to_string()), ..Default::default() };
+    let rows = metrics::kpis(&view.session, as_of.0, &filters, &[]).await.map_err(internal)?;
+    let k = rows.into_iter().next().map(|(_, k)| k).ok_or_else(|| internal("kpis returned no row"))?;
+    Ok(Kpis {
+        as_of,
+        mtd_commission: Money(k.mtd_commission),
+        ytd_commission: Money(k.ytd_commission),
+        active_policies: k.active_policies,
+        written_premium_ytd: Money(k.written_premium_ytd),
+        retention_rate_12m: k.retention_rate_12m,
+    })
 }
 
 /// One policy term.
@@ -269,17 +285,7 @@ impl Agency {
     }
     /// Key figures at a date (month- and year-to-date include `asOf`).
     async fn kpis(&self, ctx: &Context<'_>, as_of: Date) -> Result<Kpis> {
-        let filters = Filters { agency_id: Some(self.0.id.clone()), ..Default::default() };
-        let rows = metrics::kpis(&view(ctx).session, as_of.0, &filters, &[]).await.map_err(internal)?;
-        let k = rows.into_iter().next().map(|(_, k)| k).ok_or_else(|| internal("kpis returned no row"))?;
-        Ok(Kpis {
-            as_of,
-            mtd_commission: Money(k.mtd_commission),
-            ytd_commission: Money(k.ytd_commission),
-            active_policies: k.active_policies,
-            written_premium_ytd: Money(k.written_premium_ytd),
-            retention_rate_12m: k.retention_rate_12m,
-        })
+        agency_kpis(view(ctx), &self.0.id, as_of).await
     }
     async fn performance(&self, ctx: &Context<'_>, range: DateRange) -> Result<Performance> {
         performance(ctx, Subject::Agency, &self.0.id, range).await

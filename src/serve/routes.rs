@@ -15,6 +15,7 @@ use axum::extract::State;
 use axum::extract::WebSocketUpgrade;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
 use futures::stream::BoxStream;
 use serde_json::json;
 
@@ -23,7 +24,9 @@ use super::request;
 use super::state::{AppState, ResultCache};
 use super::stats::UNAUTHENTICATED;
 use crate::auth::ANALYTICS_READ;
-use crate::graphql::errors::Code;
+use crate::graphql::errors::{Code, internal};
+use crate::graphql::live::{KpisOnLatest, Live};
+use crate::graphql::schema::agency_kpis;
 
 pub async fn health() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
@@ -109,16 +112,20 @@ async fn run(
 ) -> Result<async_graphql::Response, ApiError> {
     request.data = admitted.into_data(state);
     let schema = state.schema.clone();
-    let mut response = guard::in_slot(state, overrun_status, async move { schema.execute(request).await }).await?;
-    // Errors raised by resolvers carry their code; the rest come from
-    // parsing and validating the query itself: the client's input.
+    let response = guard::in_slot(state, overrun_status, async move { schema.execute(request).await }).await?;
+    Ok(with_codes(response))
+}
+
+/// Errors raised by resolvers carry their code; the rest come from parsing
+/// and validating the query itself: the client's input.
+fn with_codes(mut response: async_graphql::Response) -> async_graphql::Response {
     for e in &mut response.errors {
         let ext = e.extensions.get_or_insert_with(Default::default);
         if ext.get("code").is_none() {
             ext.set("code", Code::BadInput.as_str());
         }
     }
-    Ok(response)
+    response
 }
 
 /// The label of an operation: its `operationName`, else the name in the
@@ -163,6 +170,59 @@ impl GuardedExecutor {
         state.stats.observe(&format!("ws:{label}"), outcome, started.elapsed());
         response
     }
+
+    /// A subscription: admitted once like any operation (credential,
+    /// permission, rate limit), then every message computed on the
+    /// tenant's newest view in a query slot, within the deadline.
+    async fn subscription(
+        &self,
+        headers: HeaderMap,
+        mut request: async_graphql::Request,
+    ) -> BoxStream<'static, async_graphql::Response> {
+        let state = self.state.clone();
+        let refused = |e: ApiError| -> BoxStream<'static, async_graphql::Response> {
+            Box::pin(futures::stream::once(std::future::ready(async_graphql::Response::from_errors(vec![
+                e.to_graphql(),
+            ]))))
+        };
+        if let Err(e) = request::check_query(&request.query, &state.settings.request_limits()) {
+            return refused(e);
+        }
+        let admitted = match guard::admit(&state, &headers, ANALYTICS_READ).await {
+            Ok(a) => a,
+            Err(e) => return refused(e),
+        };
+        state.stats.observe(&format!("ws:{}", label(&state, &request)), "ok", std::time::Duration::ZERO);
+        let tenant = admitted.principal.tenant_id.clone();
+        let mut data = admitted.into_data(&state);
+        let on = state.clone();
+        let kpis: KpisOnLatest = Arc::new(move |agency, as_of| {
+            let (state, tenant) = (on.clone(), tenant.clone());
+            Box::pin(async move {
+                let Some((view, _)) = state.view(&tenant).await.map_err(internal)? else {
+                    return Err(crate::graphql::errors::error(Code::NotReady, "no lake version is served"));
+                };
+                let work = async move {
+                    if view.directory().await.map_err(internal)?.agency(&agency).is_none() {
+                        return Ok(None);
+                    }
+                    agency_kpis(&view, &agency, as_of).await.map(Some)
+                };
+                guard::in_slot(&state, StatusCode::OK, work).await.map_err(|e| {
+                    let e = e.to_graphql();
+                    async_graphql::Error { message: e.message, source: None, extensions: e.extensions }
+                })?
+            })
+        });
+        data.insert(Live { versions: state.served_versions(), kpis });
+        request.data = data;
+        Box::pin(state.schema.execute_stream(request).map(with_codes))
+    }
+}
+
+/// Whether the document is a subscription (its first keyword).
+fn is_subscription(query: &str) -> bool {
+    request::tokens(query).next() == Some("subscription")
 }
 
 impl Executor for GuardedExecutor {
@@ -170,8 +230,8 @@ impl Executor for GuardedExecutor {
         self.operation(HeaderMap::new(), request).await
     }
 
-    /// Queries and mutations answer once. (A subscription field, when the
-    /// schema gets one, will need its own rule for slots and deadlines.)
+    /// Queries and mutations answer once; a subscription answers as long as
+    /// the connection lives, each message under the limits of a query.
     fn execute_stream(
         &self,
         request: async_graphql::Request,
@@ -183,6 +243,9 @@ impl Executor for GuardedExecutor {
                 d.get(&std::any::TypeId::of::<WsCredentials>())?.downcast_ref::<WsCredentials>().map(|c| c.0.clone())
             })
             .unwrap_or_default();
+        if is_subscription(&request.query) {
+            return Box::pin(futures::stream::once(async move { this.subscription(headers, request).await }).flatten());
+        }
         Box::pin(futures::stream::once(async move { this.operation(headers, request).await }))
     }
 }

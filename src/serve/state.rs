@@ -155,6 +155,8 @@ pub struct AppState {
     pub stats: Stats,
     pub cache: ResultCache,
     current: RwLock<Option<Arc<Current>>>,
+    /// The version served, for subscriptions to wait on.
+    served: tokio::sync::watch::Sender<u64>,
     keys: RwLock<HashMap<String, StoredKey>>,
     jwt: Option<JwtVerifier>,
 }
@@ -179,6 +181,7 @@ impl AppState {
             stats: Stats::default(),
             cache: ResultCache::new(settings.cache_entries, settings.cache_mb << 20),
             current: RwLock::new(None),
+            served: tokio::sync::watch::channel(0).0,
             keys: RwLock::new(HashMap::new()),
             jwt,
             lake,
@@ -220,6 +223,7 @@ impl AppState {
             *self.current.write().expect("snapshot lock") = Some(next);
             self.cache.clear();
             self.stats.snapshot_version.store(version, Ordering::Relaxed);
+            self.served.send_replace(version);
             self.stats.snapshot_swaps.fetch_add(1, Ordering::Relaxed);
             tracing::info!(version, "serving snapshot");
         }
@@ -270,6 +274,11 @@ impl AppState {
     /// The registered models as of the served snapshot.
     pub fn models(&self) -> Arc<ModelCatalog> {
         self.current.read().expect("snapshot lock").as_ref().map(|c| c.models.clone()).unwrap_or_default()
+    }
+
+    /// Told each version as it starts being served.
+    pub fn served_versions(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.served.subscribe()
     }
 
     pub fn version(&self) -> Option<u64> {

@@ -398,3 +398,114 @@ async fn micro_batches_keep_the_rollups_equal_to_a_full_build() {
     let renewed = "SELECT count(*) FROM policies WHERE policy_id LIKE 'R-%' AND renewal_of IS NOT NULL";
     assert_eq!(crate::helpers::count(&lake, &tenant, renewed).await, 6);
 }
+
+/// Post `body` as `tenant`, wait until its version is served; the version.
+async fn land_and_serve(app: &TestApp, tenant: &str, body: String) -> u64 {
+    let (status, out) = send(app, &TestApp::token(tenant, &["ingest:write"]), body).await;
+    assert_eq!((status, out["rejected"].clone()), (200, json!(0)), "{out}");
+    let stream = app.state.stream.get().unwrap().clone();
+    stream.wait_committed(out["sequence"].as_u64().unwrap()).await;
+    let version = app.lake.latest().await.unwrap().version;
+    let started = Instant::now();
+    while app.state.version() < Some(version) {
+        assert!(started.elapsed() < Duration::from_secs(20), "version {version} not served");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    version
+}
+
+/// `kpisChanged` over /graphql/ws: the figures at once, then one message
+/// for a commit that changes them, none for commits that do not (another
+/// tenant's, or one of the same tenant that leaves G1's figures alone).
+#[tokio::test]
+async fn kpis_changed_pushes_only_when_the_agencys_figures_change() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    let app = TestApp::spawn().await;
+    let mut req = format!("{}/graphql/ws", app.url.replace("http", "ws")).into_client_request().unwrap();
+    req.headers_mut().insert("Sec-WebSocket-Protocol", "graphql-transport-ws".parse().unwrap());
+    let mut ws = tokio_tungstenite::connect_async(req).await.unwrap().0;
+    let init = json!({"type": "connection_init", "payload": {"X-API-Key": app.key_t1}});
+    ws.send(Message::text(init.to_string())).await.unwrap();
+    // The next text message, or None if none comes within `wait`.
+    async fn next_text(
+        ws: &mut (impl StreamExt<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin),
+        wait: Duration,
+    ) -> Option<Value> {
+        loop {
+            match tokio::time::timeout(wait, ws.next()).await {
+                Err(_) => return None,
+                Ok(m) => match m.expect("the connection is open").unwrap() {
+                    Message::Text(t) => return Some(serde_json::from_str(&t).unwrap()),
+                    Message::Ping(_) | Message::Pong(_) => continue,
+                    other => panic!("unexpected message {other:?}"),
+                },
+            }
+        }
+    }
+    let long = Duration::from_secs(20);
+    assert_eq!(next_text(&mut ws, long).await.unwrap()["type"], "connection_ack");
+    let query = r#"subscription { kpisChanged(agencyId: "G1", asOf: "2025-06-30") { mtdCommission ytdCommission activePolicies } }"#;
+    ws.send(Message::text(json!({"id": "k", "type": "subscribe", "payload": {"query": query}}).to_string()))
+        .await
+        .unwrap();
+    let kpis = |m: Value| {
+        assert_eq!((m["id"].clone(), m["type"].clone()), (json!("k"), json!("next")), "{m}");
+        m["payload"]["data"]["kpisChanged"].clone()
+    };
+    // At once: June nothing, YTD C6 110.00, P4 active (as in the first test).
+    let first = kpis(next_text(&mut ws, long).await.unwrap());
+    assert_eq!(first, json!({"mtdCommission": "0.00", "ytdCommission": "110.00", "activePolicies": 1}));
+
+    // Another tenant's commit, and one of t1 that leaves G1's figures alone.
+    land_and_serve(
+        &app,
+        "t2",
+        event(
+            "u1",
+            "carrier.upserted",
+            "2025-06-10T12:00:00Z",
+            json!({ "carrier_id": "K8", "name": "Elsewhere Mutual" }),
+        ),
+    )
+    .await;
+    land_and_serve(
+        &app,
+        "t1",
+        event("u2", "carrier.upserted", "2025-06-10T12:00:00Z", json!({ "carrier_id": "K9", "name": "New Carrier" })),
+    )
+    .await;
+    // G1's June commission C7 (10.00): the next message is the new figures
+    // (had either commit above pushed, its unchanged figures would come first).
+    land_and_serve(
+        &app,
+        "t1",
+        event("u3", "commission.upserted", "2025-06-10T12:00:00Z", commission_c7("100.00", "10.00", "4.00", "6.00")),
+    )
+    .await;
+    let pushed = kpis(next_text(&mut ws, long).await.unwrap());
+    assert_eq!(pushed, json!({"mtdCommission": "10.00", "ytdCommission": "120.00", "activePolicies": 1}));
+    // And nothing more for a later commit that does not touch G1.
+    land_and_serve(
+        &app,
+        "t1",
+        event(
+            "u4",
+            "carrier.upserted",
+            "2025-06-11T12:00:00Z",
+            json!({ "carrier_id": "K9", "name": "New Carrier Renamed" }),
+        ),
+    )
+    .await;
+    assert_eq!(next_text(&mut ws, Duration::from_millis(500)).await, None);
+
+    // An agency the tenant does not have (t2's G9 included) is an error.
+    let other = r#"subscription { kpisChanged(agencyId: "G9") { mtdCommission } }"#;
+    ws.send(Message::text(json!({"id": "x", "type": "subscribe", "payload": {"query": other}}).to_string()))
+        .await
+        .unwrap();
+    let refused = next_text(&mut ws, long).await.unwrap();
+    assert_eq!(refused["payload"]["errors"][0]["extensions"]["code"], json!("NOT_FOUND"), "{refused}");
+}
