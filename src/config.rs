@@ -106,6 +106,14 @@ pub struct ServeSettings {
     /// answers 503 with `Retry-After` (the queue is bounded, never open-ended).
     #[arg(long, env = "CIP_MAX_STREAM_BACKLOG", default_value_t = 10_000)]
     pub max_stream_backlog: u64,
+    /// Seconds between compactions by the streaming writer (0: never): a
+    /// partition with at least `--optimize-min-files` files (one per
+    /// micro-batch that touched it) becomes one file, as
+    /// `cip lake optimize` does. Checkpoints are written every 100 commits.
+    #[arg(long, env = "CIP_OPTIMIZE_EVERY_SECS", default_value_t = 600)]
+    pub optimize_every_secs: u64,
+    #[arg(long, env = "CIP_OPTIMIZE_MIN_FILES", default_value_t = 32)]
+    pub optimize_min_files: usize,
 }
 
 /// `ServeSettings` as `cip serve` parses them, for callers without a command line.
@@ -148,6 +156,8 @@ impl ServeSettings {
             max_ingest_bytes: 1 << 20,
             ingest_rate_per_sec: 1000.0,
             max_stream_backlog: 10_000,
+            optimize_every_secs: 600,
+            optimize_min_files: 32,
         }
     }
 

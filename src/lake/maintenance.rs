@@ -44,14 +44,16 @@ pub struct OptimizeReport {
     pub files_after: usize,
 }
 
-/// Compact every (table, tenant) partition with more than one file into one
-/// file, optionally only of `table` and/or `tenant`. The rows stay the same
-/// (the Delta commit says `dataChange: false`), so no answer changes.
+/// Compact every (table, tenant) partition with at least `min_files` files
+/// (and more than one) into one file, optionally only of `table` and/or
+/// `tenant`. The rows stay the same (the Delta commit says
+/// `dataChange: false`), so no answer changes.
 pub async fn optimize(
     lake: &Location,
     table: Option<&str>,
     tenant: Option<&str>,
     run_id: &str,
+    min_files: usize,
 ) -> Result<OptimizeReport, MaintenanceError> {
     let op = Operation { name: "optimize", run_id, data_change: false, txn: None };
     let mut attempt = 0u32;
@@ -70,7 +72,7 @@ pub async fn optimize(
                 }
                 let mut next: Vec<DataFile> = Vec::new();
                 for (t, group) in by_tenant {
-                    if group.len() < 2 || tenant.is_some_and(|x| x != t) {
+                    if group.len() < min_files.max(2) || tenant.is_some_and(|x| x != t) {
                         next.extend(group.into_iter().cloned());
                         continue;
                     }

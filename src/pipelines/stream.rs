@@ -14,6 +14,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use arrow::array::{Array, StringArray};
 use bytes::Bytes;
@@ -332,21 +333,50 @@ impl Stream {
     /// arrive and the previous commit is done, so under load a batch holds
     /// everything that arrived during the last commit. `on_commit` is told
     /// each version published.
-    pub async fn run(self: Arc<Self>, on_commit: impl Fn(u64) + Send + Sync) {
+    /// With `maintain` = (interval, min files), it also compacts the lake's
+    /// many small partitions between commits at that interval.
+    pub async fn run(self: Arc<Self>, on_commit: impl Fn(u64) + Send + Sync, maintain: Option<(Duration, usize)>) {
+        let mut compacted = std::time::Instant::now();
         loop {
+            if let Some((every, min_files)) = maintain
+                && compacted.elapsed() >= every
+            {
+                compacted = std::time::Instant::now();
+                match self.maintain(min_files).await {
+                    Ok(Some(version)) => on_commit(version),
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(error = %e, "scheduled compaction failed; will try again"),
+                }
+            }
             if self.backlog() == 0 {
                 // Woken by an accept; the timeout also retries after errors.
-                let _ = tokio::time::timeout(std::time::Duration::from_secs(1), self.wake.notified()).await;
+                let _ = tokio::time::timeout(Duration::from_secs(1), self.wake.notified()).await;
             }
             match self.commit_once().await {
                 Ok(Some(version)) => on_commit(version),
                 Ok(None) => {}
                 Err(e) => {
                     tracing::warn!(error = %e, "streaming commit failed; retrying");
-                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    tokio::time::sleep(Duration::from_millis(500)).await;
                 }
             }
         }
+    }
+
+    /// Compact every partition of the lake with at least `min_files` files
+    /// (the streaming writer adds one per micro-batch that touches one), on
+    /// the one commit path: another writer's commit in between only makes
+    /// it re-base. The version published, if any.
+    pub async fn maintain(&self, min_files: usize) -> Result<Option<u64>, crate::lake::maintenance::MaintenanceError> {
+        let started = std::time::Instant::now();
+        let run_id = crate::lake::new_run_id();
+        let r = crate::lake::maintenance::optimize(&self.lake, None, None, &run_id, min_files).await?;
+        if r.version.is_some() {
+            let ms = started.elapsed().as_millis() as u64;
+            tracing::info!(version = ?r.version, partitions = r.compacted.len(), r.files_before, r.files_after, ms,
+                "streaming writer compacted the lake");
+        }
+        Ok(r.version)
     }
 
     /// Commit every durable segment not yet committed as one lake version;

@@ -99,6 +99,9 @@ impl Application {
         if let Some(stream) = self.state.stream.get().cloned() {
             let state = self.state.clone();
             let handle = tokio::runtime::Handle::current();
+            let settings = &self.state.settings;
+            let maintain = (settings.optimize_every_secs > 0)
+                .then(|| (std::time::Duration::from_secs(settings.optimize_every_secs), settings.optimize_min_files));
             let on_commit = move |_version: u64| {
                 let state = state.clone();
                 tokio::spawn(async move {
@@ -110,7 +113,7 @@ impl Application {
             std::thread::Builder::new().name("cip-stream".into()).spawn(move || {
                 handle.block_on(async move {
                     tokio::select! {
-                        () = stream.run(on_commit) => {}
+                        () = stream.run(on_commit, maintain) => {}
                         _ = stopped => {}
                     }
                 })

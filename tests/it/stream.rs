@@ -394,6 +394,32 @@ async fn micro_batches_keep_the_rollups_equal_to_a_full_build() {
     // Round 0 built the state (the first commit of a writer rebuilds);
     // rounds 1, 2, 4 and 5 updated it; round 3 rebuilt it.
     assert_eq!(stream.cache().rollup_updates(), 4);
+
+    // The writer's compaction: every partition of 2 files or more becomes
+    // one file, the stream's position is kept, and the next commits go on
+    // (the first rebuilds the rollups, as after any other writer).
+    let files = |m: &cip::lake::Manifest| m.tenant_files("commissions", &tenant).count();
+    let before = lake.latest().await.unwrap();
+    assert!(files(&before) > 6, "the batch run's and at least one per micro-batch: {}", files(&before));
+    let v = stream.maintain(2).await.unwrap().expect("a compaction version");
+    let after = lake.latest().await.unwrap();
+    assert_eq!((after.version, files(&after)), (v, 1));
+    assert_eq!(after.txns.get(STREAM_APP), before.txns.get(STREAM_APP));
+    assert_eq!(after.rows("commissions"), before.rows("commissions"));
+    for (i, premium) in [(0, "3000.00"), (1, "3100.00")] {
+        let policy = &policies[i];
+        let data = json!({ "commission_id": format!("C-after-{i}"), "policy_id": policy["policy_id"],
+            "agent_id": policy["agent_id"], "carrier_id": policy["carrier_id"], "transaction_date": "2025-08-01",
+            "kind": "renewal", "premium_amount": premium, "commission_rate": "0.10", "gross_commission": "300.00",
+            "agent_commission": "0.00", "agency_commission": "300.00" });
+        let acked =
+            stream.accept(&tenant, &event(&format!("after-{i}"), "commission.upserted", &at(&mut n), data)).await;
+        assert_eq!(acked.unwrap().accepted, 1);
+        assert!(stream.commit_once().await.unwrap().is_some());
+        let (stored, rebuilt) = stored_and_rebuilt_rollups(&lake, &tenant).await;
+        assert_eq!(stored, rebuilt, "after compaction, commit {i}");
+    }
+    assert_eq!(stream.cache().rollup_updates(), 5);
     // The renewals landed: 6 new terms, each old term renewed.
     let renewed = "SELECT count(*) FROM policies WHERE policy_id LIKE 'R-%' AND renewal_of IS NOT NULL";
     assert_eq!(crate::helpers::count(&lake, &tenant, renewed).await, 6);
