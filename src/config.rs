@@ -109,7 +109,8 @@ pub struct ServeSettings {
     /// Seconds between compactions by the streaming writer (0: never): a
     /// partition with at least `--optimize-min-files` files (one per
     /// micro-batch that touched it) becomes one file, as
-    /// `cip lake optimize` does. Checkpoints are written every 100 commits.
+    /// `cip lake optimize` does (checkpoints are written every 10 commits
+    /// of a table anyway).
     #[arg(long, env = "CIP_OPTIMIZE_EVERY_SECS", default_value_t = 600)]
     pub optimize_every_secs: u64,
     #[arg(long, env = "CIP_OPTIMIZE_MIN_FILES", default_value_t = 32)]
