@@ -163,9 +163,13 @@ pub async fn read_stamps(lake: &Location, committed: u64) -> Result<Vec<(u64, By
 
 /// Replace the stamp files at or below `through` by one holding `body`
 /// (every stamp known): written first, then the older ones deleted.
-pub async fn compact_stamps(lake: &Location, through: u64, body: Bytes) -> Result<(), object_store::Error> {
-    write_stamps(lake, through, body).await?;
-    for seq in list_dir(lake, STAMPS_DIR).await?.into_iter().filter(|s| *s < through) {
+/// Merge the stamp files `seqs` into one: `body` (their union) replaces
+/// the newest of them and the others are deleted. A crash in between
+/// leaves stamps twice, which is harmless (the latest of a key wins).
+pub async fn merge_stamps(lake: &Location, seqs: &[u64], body: Bytes) -> Result<(), object_store::Error> {
+    let Some(&newest) = seqs.iter().max() else { return Ok(()) };
+    write_stamps(lake, newest, body).await?;
+    for seq in seqs.iter().filter(|s| **s != newest) {
         match lake.store.delete(&lake.child(&format!("{STAMPS_DIR}/{seq:020}.ndjson"))).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
             Err(e) => return Err(e),
@@ -174,9 +178,23 @@ pub async fn compact_stamps(lake: &Location, through: u64, body: Bytes) -> Resul
     Ok(())
 }
 
-/// How many stamp files there are (compaction is due past a few dozen).
-pub async fn stamp_files(lake: &Location) -> Result<usize, object_store::Error> {
-    Ok(list_dir(lake, STAMPS_DIR).await?.len())
+/// The stamp files at or below `through`, oldest first, with their sizes.
+pub async fn stamp_files(lake: &Location, through: u64) -> Result<Vec<(u64, u64)>, object_store::Error> {
+    let metas: Vec<_> = match lake.store.list(Some(&lake.child(STAMPS_DIR))).try_collect().await {
+        Ok(m) => m,
+        Err(object_store::Error::NotFound { .. }) => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    let mut files: Vec<(u64, u64)> =
+        metas.iter().filter_map(|m| Some((seq_of(m.location.filename()?)?, m.size))).collect();
+    files.retain(|(s, _)| *s <= through);
+    files.sort_unstable();
+    Ok(files)
+}
+
+/// One stamp file's content.
+pub async fn read_stamp_file(lake: &Location, seq: u64) -> Result<Bytes, object_store::Error> {
+    lake.store.get(&lake.child(&format!("{STAMPS_DIR}/{seq:020}.ndjson"))).await?.bytes().await
 }
 
 /// Sequence numbers of the segments in the log, ascending.

@@ -144,24 +144,30 @@ fn stamp_lines<'a>(stamps: impl Iterator<Item = (&'a (Entity, String, u128), &'a
     Bytes::from(body)
 }
 
-/// The stamps of every finished micro-batch (later files win).
+/// The stamps of every finished micro-batch (the latest of a key wins).
 async fn load_stamps(lake: &Location, committed: u64) -> Result<Stamps, StreamError> {
     let mut stamps = Stamps::new();
     for (seq, bytes) in wal::read_stamps(lake, committed).await? {
-        let bad = |e: String| StreamError::Segment(format!("stamps {seq}: {e}"));
-        let text = std::str::from_utf8(&bytes).map_err(|e| bad(e.to_string()))?;
-        for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            let s: StampLine = serde_json::from_str(line).map_err(|e| bad(e.to_string()))?;
-            let entity = Entity::from_name(&s.entity).ok_or_else(|| bad(format!("entity {}", s.entity)))?;
-            let key = u128::from_str_radix(&s.key, 16).map_err(|e| bad(e.to_string()))?;
-            let stamp = (s.at_ms, s.event_id);
-            let slot = stamps.entry((entity, s.tenant, key)).or_insert_with(|| stamp.clone());
-            if stamp > *slot {
-                *slot = stamp;
-            }
-        }
+        parse_stamps(&mut stamps, seq, &bytes)?;
     }
     Ok(stamps)
+}
+
+/// Add one stamp file's stamps to `into`, keeping each key's latest.
+fn parse_stamps(into: &mut Stamps, seq: u64, bytes: &[u8]) -> Result<(), StreamError> {
+    let bad = |e: String| StreamError::Segment(format!("stamps {seq}: {e}"));
+    let text = std::str::from_utf8(bytes).map_err(|e| bad(e.to_string()))?;
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let s: StampLine = serde_json::from_str(line).map_err(|e| bad(e.to_string()))?;
+        let entity = Entity::from_name(&s.entity).ok_or_else(|| bad(format!("entity {}", s.entity)))?;
+        let key = u128::from_str_radix(&s.key, 16).map_err(|e| bad(e.to_string()))?;
+        let stamp = (s.at_ms, s.event_id);
+        let slot = into.entry((entity, s.tenant, key)).or_insert_with(|| stamp.clone());
+        if stamp > *slot {
+            *slot = stamp;
+        }
+    }
+    Ok(())
 }
 
 /// Accepted events of requests waiting for the next log segment, and who
@@ -363,6 +369,25 @@ impl Stream {
         }
     }
 
+    /// Past [`STAMP_FILES`] stamp files at or below `through`, merge all
+    /// but the largest into one, reading them back: the cost is that of the
+    /// small files, not of every key ever stamped (the largest file takes
+    /// part again once the merged one outgrows it).
+    async fn merge_stamps(&self, through: u64) -> Result<(), StreamError> {
+        let files = wal::stamp_files(&self.lake, through).await?;
+        if files.len() <= STAMP_FILES {
+            return Ok(());
+        }
+        let largest = files.iter().max_by_key(|(seq, size)| (*size, *seq)).map(|(seq, _)| *seq);
+        let small: Vec<u64> = files.iter().map(|(seq, _)| *seq).filter(|seq| Some(*seq) != largest).collect();
+        let mut merged = Stamps::new();
+        for seq in &small {
+            parse_stamps(&mut merged, *seq, &wal::read_stamp_file(&self.lake, *seq).await?)?;
+        }
+        wal::merge_stamps(&self.lake, &small, stamp_lines(merged.iter())).await?;
+        Ok(())
+    }
+
     /// Compact every partition of the lake with at least `min_files` files
     /// (the streaming writer adds one per micro-batch that touches one), on
     /// the one commit path: another writer's commit in between only makes
@@ -450,17 +475,11 @@ impl Stream {
             tracing::warn!(error = %e, through, "could not delete committed log segments; they are skipped on replay");
         }
         // Merged only under a published version: the merged file is named
-        // by its position, which a restart must find recorded.
-        let files = if published.is_some() { wal::stamp_files(&self.lake).await } else { Ok(0) };
-        match files {
-            Ok(n) if n > STAMP_FILES => {
-                let all = stamp_lines(self.latest.lock().expect("latest stamps").iter());
-                if let Err(e) = wal::compact_stamps(&self.lake, through, all).await {
-                    tracing::warn!(error = %e, "could not merge the stamp files; will try again");
-                }
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "could not list the stamp files"),
+        // by a position at or below it, which a restart must find recorded.
+        if published.is_some()
+            && let Err(e) = self.merge_stamps(through).await
+        {
+            tracing::warn!(error = %e, "could not merge the stamp files; will try again");
         }
         tracing::debug!(
             through,
