@@ -89,9 +89,4 @@ impl WriterCache {
     pub fn rollup_updates(&self) -> u64 {
         self.updates.load(Ordering::Relaxed)
     }
-
-    /// Stored-key rows and tenant states held (for logs and tests).
-    pub fn held(&self) -> (u64, usize) {
-        (self.keys.lock().expect("key cache").rows, self.rollups.lock().expect("rollup states").len())
-    }
 }

@@ -52,14 +52,6 @@ pub struct Changes {
     pub added_policies: Vec<RecordBatch>,
 }
 
-impl Changes {
-    pub fn is_empty(&self) -> bool {
-        [&self.removed_commissions, &self.added_commissions, &self.removed_policies, &self.added_policies]
-            .iter()
-            .all(|b| b.iter().all(|b| b.num_rows() == 0))
-    }
-}
-
 /// What the rollups read of a policy.
 #[derive(Clone)]
 struct PolicyFacts {
