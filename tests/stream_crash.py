@@ -132,7 +132,11 @@ def main():
           and total == Decimal("10.00") * want)
     print(f"acknowledged {want} of {a.events} events over {a.kills} kills; lake: {len(ids)} rows, "
           f"{len(set(ids))} distinct, gross {total} (expected {Decimal('10.00') * want}): {'PASS' if ok else 'FAIL'}")
-    sys.exit(0 if ok else 1)
+    # os._exit, not sys.exit: the deltalake wheel's native thread pool can
+    # abort the interpreter at shutdown ("terminate called without an active
+    # exception", seen once in CI after a PASS), which turned a pass into exit 134.
+    sys.stdout.flush()
+    os._exit(0 if ok else 1)
 
 
 if __name__ == "__main__":
