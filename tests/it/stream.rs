@@ -427,7 +427,12 @@ fn request_gross(request: u64) -> rust_decimal::Decimal {
 /// 0.10, the agent 40 %, the agency the rest.
 fn commission_amounts(gross: rust_decimal::Decimal) -> [String; 4] {
     let agent = (gross * rust_decimal::Decimal::new(4, 1)).round_dp(2);
-    [(gross * rust_decimal::Decimal::TEN).to_string(), gross.to_string(), agent.to_string(), (gross - agent).to_string()]
+    [
+        (gross * rust_decimal::Decimal::TEN).to_string(),
+        gross.to_string(),
+        agent.to_string(),
+        (gross - agent).to_string(),
+    ]
 }
 
 /// Batch run `run`'s landing folder: one CSV of its `RUN_ROWS` commissions.
@@ -735,9 +740,6 @@ async fn batch_runs_and_micro_batches_commit_concurrently_and_every_version_is_w
         + (1..=requests).map(request_gross).sum::<rust_decimal::Decimal>();
     assert_eq!(last.gross, expected);
     let ours = "SELECT count(*) FROM commissions WHERE commission_id LIKE 'B-%' OR commission_id LIKE 'S-%'";
-    assert_eq!(
-        crate::helpers::count(&lake, "t1", ours).await as u64,
-        runs * RUN_ROWS + requests * REQUEST_EVENTS
-    );
+    assert_eq!(crate::helpers::count(&lake, "t1", ours).await as u64, runs * RUN_ROWS + requests * REQUEST_EVENTS);
     assert_eq!(lake.latest().await.unwrap().txns.get(STREAM_APP), Some(&last_seq));
 }
