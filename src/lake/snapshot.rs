@@ -487,7 +487,8 @@ pub type Step<T> = (Option<Tables>, T);
 /// compute the next tables from it, publish; when another writer published
 /// first, run `step` again on the newer version (its earlier files become
 /// orphans for vacuum). Returns the version published (or the latest, when
-/// `step` had nothing to change), the step's report, and the attempts used.
+/// `step` had nothing to change) and the report of the step's last run
+/// (a step that counts its runs knows how many attempts it took).
 pub async fn commit<T, E, F, Fut>(lake: &Location, op: Operation<'_>, mut step: F) -> Result<(Option<u64>, T), E>
 where
     F: FnMut(Arc<Manifest>) -> Fut,

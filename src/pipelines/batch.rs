@@ -108,6 +108,9 @@ pub struct IngestReport {
     /// Whether this run published a new version (false when nothing changed).
     pub published: bool,
     pub previous_snapshot: Option<u64>,
+    /// How many times the run resolved its rows against a base version:
+    /// more than 1 when another writer published first and it re-based.
+    pub attempts: u32,
     pub entities: BTreeMap<String, EntityCounts>,
     pub unreadable_files: Vec<UnreadableFile>,
     pub rows_read: u64,
@@ -240,6 +243,7 @@ pub async fn ingest(landing: &Location, lake: &Location, opts: &IngestOptions) -
         snapshot: version,
         published: changed,
         previous_snapshot: (base_version > 0).then_some(base_version),
+        attempts: attempt,
         rows_rejected: entities.values().map(|c| c.rejected).sum(),
         entities,
         unreadable_files: unreadable,

@@ -13,6 +13,7 @@
 //! by this process.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -194,6 +195,8 @@ pub struct Stream {
     flushing: tokio::sync::Mutex<()>,
     /// Stored keys and rollup states between micro-batches.
     cache: Arc<WriterCache>,
+    /// Micro-batches re-based because another writer published first.
+    rebases: AtomicU64,
 }
 
 impl Stream {
@@ -213,6 +216,7 @@ impl Stream {
             group: Mutex::new(Group::default()),
             flushing: tokio::sync::Mutex::new(()),
             cache: Arc::new(WriterCache::default()),
+            rebases: AtomicU64::new(0),
         }))
     }
 
@@ -224,6 +228,12 @@ impl Stream {
     /// What the writer keeps between micro-batches.
     pub fn cache(&self) -> &WriterCache {
         &self.cache
+    }
+
+    /// How many times a micro-batch was resolved again on a newer version
+    /// because another writer (a batch ingest, `cip score`) published first.
+    pub fn rebases(&self) -> u64 {
+        self.rebases.load(Ordering::Relaxed)
     }
 
     /// The highest log sequence durable with every one below it: a lake
@@ -458,7 +468,10 @@ impl Stream {
         let ingest_ms = ms(t);
         let t = std::time::Instant::now();
         let report = match report {
-            Ok(r) => Some(r),
+            Ok(r) => {
+                self.rebases.fetch_add(u64::from(r.attempts.saturating_sub(1)), Ordering::Relaxed);
+                Some(r)
+            }
             // Every event of the range was stale or repeated: nothing to land.
             Err(IngestError::NoFiles(_)) => None,
             Err(e) => return Err(e.into()),

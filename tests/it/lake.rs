@@ -26,7 +26,10 @@ const C1_CHANGED: &str = "t1,C1,P1,A1,K1,2024-01-15,new,1000.00,0.12,120.00,48.0
 const D1: &str = "t2,D1,Q1,B1,K1,2024-01-10,new,2000.00,0.10,200.00,80.00,120.00";
 
 async fn run(t: &TestLake) -> cip::pipelines::batch::IngestReport {
-    ingest(&t.landing(), &t.lake(), &IngestOptions::default()).await.unwrap()
+    let report = ingest(&t.landing(), &t.lake(), &IngestOptions::default()).await.unwrap();
+    // Alone on its lake, a run resolves once (no other writer published first).
+    assert_eq!(report.attempts, 1, "{report:?}");
+    report
 }
 
 /// The actions of `table`'s Delta commit `version`: (kind, path) pairs.

@@ -571,3 +571,348 @@ async fn merged_stamps_keep_the_latest_event_winning_across_restarts() {
     let names = names[0].column(0).as_any().downcast_ref::<arrow::array::StringArray>().unwrap().value(0).to_string();
     assert_eq!(names, "Newest Name");
 }
+
+/// Commission rows per batch run, events per streamed request.
+const RUN_ROWS: u64 = 4;
+const REQUEST_EVENTS: u64 = 3;
+
+/// `B-<run>-<i>`'s gross commission: 100 + 10·run + i (run 1: 111 + 112 +
+/// 113 + 114 = 450.00).
+fn batch_gross(run: u64, i: u64) -> rust_decimal::Decimal {
+    rust_decimal::Decimal::new(((100 + 10 * run + i) * 100) as i64, 2)
+}
+
+/// `S-<request>-<j>`'s gross commission: 10·request + j + 0.50 (request 1:
+/// 11.50 + 12.50 + 13.50 = 37.50).
+fn stream_gross(request: u64, j: u64) -> rust_decimal::Decimal {
+    rust_decimal::Decimal::new(((10 * request + j) * 100 + 50) as i64, 2)
+}
+
+fn run_gross(run: u64) -> rust_decimal::Decimal {
+    (1..=RUN_ROWS).map(|i| batch_gross(run, i)).sum()
+}
+
+fn request_gross(request: u64) -> rust_decimal::Decimal {
+    (1..=REQUEST_EVENTS).map(|j| stream_gross(request, j)).sum()
+}
+
+/// A commission of `gross` on P1 (agent A1, carrier K1): premium 10×, rate
+/// 0.10, the agent 40 %, the agency the rest.
+fn commission_amounts(gross: rust_decimal::Decimal) -> [String; 4] {
+    let agent = (gross * rust_decimal::Decimal::new(4, 1)).round_dp(2);
+    [
+        (gross * rust_decimal::Decimal::TEN).to_string(),
+        gross.to_string(),
+        agent.to_string(),
+        (gross - agent).to_string(),
+    ]
+}
+
+/// Batch run `run`'s landing folder: one CSV of its `RUN_ROWS` commissions.
+fn land_run(lake: &TestLake, run: u64) -> cip::lake::Location {
+    let mut csv = String::from(
+        "tenant_id,commission_id,policy_id,agent_id,carrier_id,transaction_date,kind,premium_amount,\
+         commission_rate,gross_commission,agent_commission,agency_commission\n",
+    );
+    for i in 1..=RUN_ROWS {
+        let [premium, gross, agent, agency] = commission_amounts(batch_gross(run, i));
+        csv.push_str(&format!(
+            "t1,B-{run}-{i},P1,A1,K1,2025-{:02}-15,new,{premium},0.10,{gross},{agent},{agency}\n",
+            1 + run % 12
+        ));
+    }
+    let dir = lake.dir.path().join(format!("landing-run-{run}"));
+    crate::helpers::write(&dir.join("commissions/c.csv"), csv.as_bytes());
+    cip::lake::store::open(dir.to_str().unwrap()).unwrap()
+}
+
+/// Request `request`'s body: `REQUEST_EVENTS` new commissions on P4.
+fn request_body(request: u64) -> String {
+    let events = (1..=REQUEST_EVENTS).map(|j| {
+        let [premium, gross, agent, agency] = commission_amounts(stream_gross(request, j));
+        let id = format!("S-{request}-{j}");
+        let data = json!({ "commission_id": id, "policy_id": "P4", "agent_id": "A1", "carrier_id": "K1",
+            "transaction_date": format!("2025-06-{:02}", 10 + j), "kind": "renewal", "premium_amount": premium,
+            "commission_rate": "0.10", "gross_commission": gross, "agent_commission": agent,
+            "agency_commission": agency });
+        event(&id, "commission.upserted", "2025-06-10T12:00:00Z", data)
+    });
+    events.collect::<Vec<_>>().join("\n")
+}
+
+/// Every value of `batches` as text, row by row (a null as "").
+fn text_rows(batches: &[arrow::record_batch::RecordBatch]) -> Vec<Vec<String>> {
+    use arrow::array::{Array, StringArray};
+    let mut out = Vec::new();
+    for b in batches {
+        let cols: Vec<_> =
+            b.columns().iter().map(|c| arrow::compute::cast(c, &arrow::datatypes::DataType::Utf8).unwrap()).collect();
+        for r in 0..b.num_rows() {
+            out.push(
+                cols.iter()
+                    .map(|c| {
+                        let s = c.as_any().downcast_ref::<StringArray>().unwrap();
+                        if s.is_null(r) { String::new() } else { s.value(r).to_string() }
+                    })
+                    .collect(),
+            );
+        }
+    }
+    out
+}
+
+fn dec(s: &str) -> rust_decimal::Decimal {
+    s.parse().unwrap_or_else(|e| panic!("{s:?} is not a decimal: {e}"))
+}
+
+/// What one lake version holds of the test's rows.
+#[derive(Debug, Clone)]
+struct Seen {
+    version: u64,
+    /// `txns["cip-stream"]`: the log sequence the version contains.
+    stream_through: u64,
+    runs: std::collections::BTreeSet<u64>,
+    requests: std::collections::BTreeSet<u64>,
+    /// t1's gross commission over every commission row.
+    gross: rust_decimal::Decimal,
+}
+
+/// Check that `manifest` is whole, as tenant t1 sees it: each batch run and
+/// each streamed request has all its rows (once, with their money) or none,
+/// and every commission rollup sums to what the facts sum to.
+async fn check_version(lake: &cip::lake::Location, manifest: &cip::lake::Manifest) -> Seen {
+    use cip::lake::catalog::{COMMISSIONS_MONTHLY, COMMISSIONS_MONTHLY_BY_AGENT, COMMISSIONS_MONTHLY_BY_CARRIER};
+    let v = manifest.version;
+    let ctx = datafusion::prelude::SessionContext::new();
+    cip::query::tables::register_snapshot(&ctx, lake, manifest, &crate::helpers::tenant("t1")).await.unwrap();
+    let sql = |q: String| {
+        let ctx = &ctx;
+        async move { text_rows(&ctx.sql(&q).await.unwrap().collect().await.unwrap()) }
+    };
+    let groups = sql("SELECT split_part(commission_id, '-', 1), CAST(split_part(commission_id, '-', 2) AS BIGINT), \
+                      count(*), count(DISTINCT commission_id), CAST(sum(gross_commission) AS VARCHAR) \
+                      FROM commissions WHERE commission_id LIKE 'B-%' OR commission_id LIKE 'S-%' GROUP BY 1, 2"
+        .to_string())
+    .await;
+    let (mut runs, mut requests) = (std::collections::BTreeSet::new(), std::collections::BTreeSet::new());
+    for g in groups {
+        let (n, rows, ids, gross) = (g[1].parse::<u64>().unwrap(), &g[2], &g[3], dec(&g[4]));
+        let (expected_rows, expected_gross) = match g[0].as_str() {
+            "B" => {
+                runs.insert(n);
+                (RUN_ROWS, run_gross(n))
+            }
+            _ => {
+                requests.insert(n);
+                (REQUEST_EVENTS, request_gross(n))
+            }
+        };
+        let expected = expected_rows.to_string();
+        assert_eq!((rows, ids, gross), (&expected, &expected, expected_gross), "version {v}: {}-{n} partial", g[0]);
+    }
+    // The facts and each commission rollup: the same three sums.
+    let sums = |t: &str| {
+        format!(
+            "SELECT '{t}', CAST(sum(premium_amount) AS VARCHAR), CAST(sum(gross_commission) AS VARCHAR), \
+             CAST(sum(agent_commission) AS VARCHAR) FROM {t}"
+        )
+    };
+    let tables = ["commissions", COMMISSIONS_MONTHLY, COMMISSIONS_MONTHLY_BY_AGENT, COMMISSIONS_MONTHLY_BY_CARRIER];
+    let totals = sql(tables.map(sums).join(" UNION ALL ")).await;
+    let facts = totals.iter().find(|r| r[0] == "commissions").unwrap().clone();
+    let as_money = |r: &[String]| r[1..].iter().map(|s| dec(s)).collect::<Vec<_>>();
+    for t in &totals {
+        assert_eq!(as_money(t), as_money(&facts), "version {v}: {} disagrees with the facts", t[0]);
+    }
+    assert_eq!(totals.len(), tables.len(), "version {v}: {totals:?}");
+    let stream_through = manifest.txns.get(STREAM_APP).copied().unwrap_or(0);
+    Seen { version: v, stream_through, runs, requests, gross: dec(&facts[2]) }
+}
+
+/// Issue 11, concurrency: batch runs and streamed micro-batches commit to
+/// one lake at the same time, on the one commit path (the loser of a race
+/// re-bases). Throughout, a reader checks every version it finds; at the
+/// end every version ever published is checked again. Each is whole: a
+/// batch run's rows and a request's events are all there or none, the
+/// requests there are exactly those logged at or below the version's
+/// `txns["cip-stream"]`, and the rollups sum to what the facts sum to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn batch_runs_and_micro_batches_commit_concurrently_and_every_version_is_whole() {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use tokio::sync::watch;
+
+    // Hand-checked: the first run and request (see batch_gross, stream_gross).
+    assert_eq!((run_gross(1), request_gross(1)), (dec("450.00"), dec("37.50")));
+    // At least 3 batch runs; more (up to 20) until some commit re-based.
+    const MIN_RUNS: u64 = 3;
+    const MAX_RUNS: u64 = 20;
+    const MAX_REQUESTS: u64 = 2_000;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let before_deadline = |what: &str| assert!(Instant::now() < deadline, "{what}: still waiting after 120 s");
+
+    let lake = Arc::new(TestLake::new());
+    for (path, body) in BOOK {
+        lake.land(path, body);
+    }
+    cip::pipelines::batch::ingest(&lake.landing(), &lake.lake(), &Default::default()).await.unwrap();
+    let book = check_version(&lake.lake(), &lake.latest().await.unwrap()).await;
+    // t1's commissions in BOOK: 120 + 225 − 168.75 + 96 + 0 + 110.
+    assert_eq!((book.version, book.gross), (1, dec("382.25")));
+
+    let stream = Stream::open(lake.lake()).await.unwrap();
+    // The latest version the stream's writer published.
+    let (stream_tx, stream_rx) = watch::channel(0u64);
+    // On a thread of its own, as the server runs it (the batch pipeline's
+    // future is not `Send` for every lifetime a spawned task asks).
+    let (stop_writer, writer_stopped) = tokio::sync::oneshot::channel::<()>();
+    let writer = std::thread::spawn({
+        let (stream, handle) = (stream.clone(), tokio::runtime::Handle::current());
+        move || {
+            handle.block_on(async move {
+                let on_commit = move |v: u64| stream_tx.send_modify(|last| *last = (*last).max(v));
+                tokio::select! {
+                    () = stream.run(on_commit, None) => {}
+                    _ = writer_stopped => {}
+                }
+            })
+        }
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    // The latest version the reader checked.
+    let (read_tx, read_rx) = watch::channel(0u64);
+
+    // Requests one after another, each waiting for its commit: the writer
+    // commits back to back for as long as the batch runs go on.
+    let mut sender = tokio::spawn({
+        let (stream, stop) = (stream.clone(), stop.clone());
+        async move {
+            let mut sequences = BTreeMap::new();
+            for request in 1..=MAX_REQUESTS {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let acked = stream.accept("t1", &request_body(request)).await.unwrap();
+                assert_eq!((acked.accepted, acked.rejected), (REQUEST_EVENTS as usize, 0), "{:?}", acked.results);
+                let seq = acked.sequence.expect("logged");
+                sequences.insert(request, seq);
+                tokio::time::timeout(Duration::from_secs(60), stream.wait_committed(seq))
+                    .await
+                    .unwrap_or_else(|_| panic!("request {request} (sequence {seq}) not committed after 60 s"));
+            }
+            sequences
+        }
+    });
+
+    let mut reader = tokio::spawn({
+        let (lake, stop) = (lake.clone(), stop.clone());
+        async move {
+            let store = lake.lake();
+            let mut seen = Vec::new();
+            let mut last = 0;
+            loop {
+                // The flag before the look: the last look follows every commit.
+                let stopping = stop.load(Ordering::SeqCst);
+                let v = cip::lake::snapshot::latest_version(&store).await.unwrap().unwrap();
+                if v != last {
+                    let manifest = cip::lake::snapshot::read(&store, v).await.unwrap();
+                    seen.push(check_version(&store, &manifest).await);
+                    last = v;
+                    read_tx.send_replace(v);
+                } else if stopping {
+                    break seen;
+                } else {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            }
+        }
+    });
+
+    // Batch runs, each after the stream published since the last one and
+    // the reader checked a version holding it.
+    let mut reports = Vec::new();
+    let mut run_versions = Vec::new();
+    for run in 1..=MAX_RUNS {
+        let landing = land_run(&lake, run);
+        let report = cip::pipelines::batch::ingest(&landing, &lake.lake(), &Default::default()).await.unwrap();
+        assert_eq!((report.published, report.rows_rejected), (true, 0), "{report:?}");
+        let v = report.snapshot.unwrap();
+        run_versions.push(v);
+        reports.push(report);
+        let (mut streamed, mut read) = (stream_rx.clone(), read_rx.clone());
+        let waited = tokio::time::timeout(Duration::from_secs(60), async {
+            streamed.wait_for(|s| *s > v).await.unwrap();
+            read.wait_for(|r| *r >= v).await.unwrap();
+        });
+        // A task that failed says why (its assertion), rather than the wait.
+        tokio::select! {
+            r = &mut reader => panic!("the reader stopped: {r:?}"),
+            s = &mut sender => panic!("the sender stopped: {s:?}"),
+            w = waited => w.unwrap_or_else(|_| panic!("no stream commit or read after batch run {run} (version {v})")),
+        }
+        before_deadline("batch runs");
+        let rebases: u64 = reports.iter().map(|r| u64::from(r.attempts) - 1).sum::<u64>() + stream.rebases();
+        if run >= MIN_RUNS && rebases > 0 {
+            break;
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    let sequences = sender.await.unwrap();
+    let last_seq = *sequences.values().max().unwrap();
+    tokio::time::timeout(Duration::from_secs(60), stream.wait_committed(last_seq)).await.unwrap();
+    stop_writer.send(()).unwrap();
+    tokio::task::spawn_blocking(move || writer.join()).await.unwrap().unwrap();
+    let read_live = reader.await.unwrap();
+    let runs = reports.len() as u64;
+    let requests = sequences.len() as u64;
+
+    // Some commit lost a race and re-based: the batch runs' reports and the
+    // stream count them.
+    let ingest_rebases: u64 = reports.iter().map(|r| u64::from(r.attempts) - 1).sum();
+    assert!(ingest_rebases + stream.rebases() > 0, "no re-base in {runs} runs: {reports:?}");
+
+    // Every version ever published, again; and the commit log: one chain of
+    // parents, batch runs and micro-batches interleaved.
+    let store = lake.lake();
+    let latest = cip::lake::snapshot::latest_version(&store).await.unwrap().unwrap();
+    let mut every = Vec::new();
+    let mut operations = Vec::new();
+    for v in 1..=latest {
+        let commit = cip::lake::snapshot::read_commit(&store, v).await.unwrap();
+        assert_eq!(commit.parent, v.checked_sub(1).filter(|p| *p > 0), "version {v}");
+        operations.push(commit.operation);
+        every.push(check_version(&store, &cip::lake::snapshot::read(&store, v).await.unwrap()).await);
+    }
+    let ingests: Vec<u64> = (1..=latest).filter(|v| operations[*v as usize - 1] == "ingest").collect();
+    let streamed: Vec<u64> = (1..=latest).filter(|v| operations[*v as usize - 1] == "stream").collect();
+    assert_eq!(ingests, [&[1][..], &run_versions].concat(), "{operations:?}");
+    assert_eq!(ingests.len() + streamed.len(), latest as usize, "{operations:?}");
+    // A stream version after each batch run (the loop waited for one).
+    for v in &run_versions {
+        assert!(streamed.iter().any(|s| s > v), "{operations:?}");
+    }
+
+    // Each version holds exactly the requests logged at or below its stream
+    // position, and the batch runs published at or before it.
+    for seen in read_live.iter().chain(&every) {
+        let logged: BTreeSet<u64> =
+            sequences.iter().filter(|(_, seq)| **seq <= seen.stream_through).map(|(r, _)| *r).collect();
+        assert_eq!(seen.requests, logged, "version {}", seen.version);
+        let landed: BTreeSet<u64> = (1..=runs).filter(|r| run_versions[*r as usize - 1] <= seen.version).collect();
+        assert_eq!(seen.runs, landed, "version {}", seen.version);
+    }
+    assert!(read_live.len() as u64 >= runs, "the reader checked {} versions", read_live.len());
+
+    // The end: every batch row and streamed event once, with its money.
+    let last = every.last().unwrap();
+    assert_eq!(last.stream_through, last_seq);
+    assert_eq!((last.runs.len() as u64, last.requests.len() as u64), (runs, requests));
+    let expected: rust_decimal::Decimal = dec("382.25")
+        + (1..=runs).map(run_gross).sum::<rust_decimal::Decimal>()
+        + (1..=requests).map(request_gross).sum::<rust_decimal::Decimal>();
+    assert_eq!(last.gross, expected);
+    let ours = "SELECT count(*) FROM commissions WHERE commission_id LIKE 'B-%' OR commission_id LIKE 'S-%'";
+    assert_eq!(crate::helpers::count(&lake, "t1", ours).await as u64, runs * RUN_ROWS + requests * REQUEST_EVENTS);
+    assert_eq!(lake.latest().await.unwrap().txns.get(STREAM_APP), Some(&last_seq));
+}
