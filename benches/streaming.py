@@ -6,7 +6,10 @@ RSS samples of the server. Bounded in time and to 127.0.0.1."""
 import argparse
 import asyncio
 import collections
+import csv
 import datetime
+import glob
+import os
 import json
 import statistics
 import sys
@@ -70,6 +73,81 @@ async def prober(session, url, headers, until, latencies):
         await asyncio.sleep(0.3)
 
 
+def book_policy(landing, tenant):
+    """The tenant's last policy in the landing (agency, agent, carrier,
+    policy): the dashboard phase's commissions go to it, so that each commit
+    changes the figures the dashboard asks for."""
+    last = None
+    for f in sorted(glob.glob(os.path.join(landing, "policies", "*.csv"))):
+        with open(f, newline="") as fh:
+            for row in csv.DictReader(fh):
+                if row["tenant_id"] == tenant:
+                    last = row
+    if last is None:
+        sys.exit(f"no policy of {tenant} in {landing}")
+    return last
+
+
+async def dashboard(url, key, policy, seconds, pollers):
+    """About one commit a second (one commission event a second on
+    `policy`, in the month of the KPIs' as-of date) while `pollers` clients
+    ask the dashboard's KPI and leaderboard queries, each every 100 ms
+    (together under the credential's default rate limit of 50/s): their
+    result cache turns over with every commit. Latency per query kind."""
+    headers = {"X-API-Key": key, "content-type": "application/json"}
+    as_of = policy["effective_date"]
+    year = int(as_of[:4])
+    queries = {
+        "kpis": f'{{ agency(id: {json.dumps(policy["agency_id"])}) {{ kpis(asOf: "{as_of}") '
+                "{ mtdCommission ytdCommission activePolicies writtenPremiumYtd retentionRate12m } } }",
+        "leaderboard": f'{{ leaderboard(by: AGENT, range: {{from: "{year}-01-01", to: "{year + 1}-01-01"}}, first: 100) '
+                       "{ rank key name value { amount } } }",
+    }
+    latencies = {k: [] for k in queries}
+    errors = collections.Counter()
+    commits = 0
+    until = time.monotonic() + seconds
+    async with aiohttp.ClientSession() as s:
+        async def writer():
+            nonlocal commits
+            n = 0
+            while time.monotonic() < until:
+                n += 1
+                ev = json.dumps({
+                    "event_id": f"dash-{n}", "type": "commission.upserted",
+                    "occurred_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+                    "data": {"commission_id": f"DASH-{n}", "policy_id": policy["policy_id"],
+                             "agent_id": policy["agent_id"], "carrier_id": policy["carrier_id"],
+                             "transaction_date": as_of, "kind": "new", "premium_amount": "100.00",
+                             "commission_rate": "0.10", "gross_commission": "10.00",
+                             "agent_commission": "4.00", "agency_commission": "6.00"}})
+                async with s.post(f"{url}/ingest/events", data=ev, headers={"X-API-Key": key}) as r:
+                    await r.read()
+                    commits += r.status == 200
+                await asyncio.sleep(1)
+
+        async def poller(i):
+            kinds = list(queries)
+            j = i
+            while time.monotonic() < until:
+                kind = kinds[j % len(kinds)]
+                j += 1
+                t = time.monotonic()
+                async with s.post(f"{url}/graphql", data=json.dumps({"query": queries[kind]}), headers=headers) as r:
+                    body = await r.json()
+                took = time.monotonic() - t
+                if r.status != 200 or body.get("errors"):
+                    errors[kind] += 1
+                    if errors[kind] == 1:
+                        print(f"dashboard {kind}: HTTP {r.status}: {json.dumps(body)[:300]}", file=sys.stderr)
+                else:
+                    latencies[kind].append(took)
+                await asyncio.sleep(max(0.0, 0.1 - took))
+
+        await asyncio.gather(writer(), *(poller(i) for i in range(pollers)))
+    return latencies, errors, commits
+
+
 async def phase(name, url, key, pid, seconds, clients, batch, rss):
     headers = {"X-API-Key": key}
     counts = collections.Counter(accepted=0)
@@ -104,6 +182,9 @@ def main():
     ap.add_argument("--single-clients", type=int, default=32)
     ap.add_argument("--batch", type=int, default=1000)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--landing", required=True)
+    ap.add_argument("--tenant", required=True)
+    ap.add_argument("--pollers", type=int, default=4)
     a = ap.parse_args()
     rss = []
     report = {}
@@ -116,12 +197,21 @@ def main():
               f"{report[name]['events_per_s']:8d} events/s accepted; visible after p50 "
               f"{report[name]['visible_p50_ms']} ms, p99 {report[name]['visible_p99_ms']} ms ({len(lat)} probes); "
               f"refused {report[name]['refused'] or 'none'}")
+    lat, errors, commits = asyncio.run(dashboard(a.url, a.key, book_policy(a.landing, a.tenant), a.seconds, a.pollers))
+    report["dashboard"] = {k: {"p50_ms": round(pct(v, 0.5) * 1000, 1), "p99_ms": round(pct(v, 0.99) * 1000, 1),
+                               "queries": len(v), "errors": errors[k]} for k, v in lat.items()}
+    report["dashboard"]["commits"] = commits
+    for k, v in lat.items():
+        d = report["dashboard"][k]
+        print(f"dashboard {k:11s} ({a.pollers} pollers, one event/s, {commits} events, 10 queries/s each): p50 {d['p50_ms']} ms, "
+              f"p99 {d['p99_ms']} ms over {d['queries']} queries, {d['errors']} errors")
     report["rss_mib"] = {"first": round(rss[0] / 1024), "max": round(max(rss) / 1024), "last": round(rss[-1] / 1024)}
     print(f"server RSS: first {report['rss_mib']['first']} MiB, max {report['rss_mib']['max']} MiB, "
           f"last {report['rss_mib']['last']} MiB")
     with open(a.out, "w") as f:
         json.dump(report, f, indent=2)
-    ok = all(report[p]["probes"] > 0 for p in ("ndjson", "single"))
+    ok = all(report[p]["probes"] > 0 for p in ("ndjson", "single")) and all(
+        report["dashboard"][k]["queries"] > 0 and not report["dashboard"][k]["errors"] for k in lat)
     sys.exit(0 if ok else 1)
 
 
