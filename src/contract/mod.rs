@@ -23,6 +23,18 @@ pub const RATE_SCALE: i8 = 6;
 /// only keys and this column.
 pub const ROW_HASH_COLUMN: &str = "_row_hash";
 
+/// Internal columns of rows the streaming writer lands: the `occurred_at`
+/// (epoch milliseconds) and `event_id` of the event that wrote the row, its
+/// *stamp*. An event older than the stored row's stamp changes nothing, so
+/// the order of events per key lives with the row, not in the writer's
+/// memory. Null for rows a landing file delivered.
+pub const STAMP_AT_COLUMN: &str = "_occurred_at_ms";
+pub const STAMP_ID_COLUMN: &str = "_event_id";
+
+/// The order of events for one key: `occurred_at` (epoch ms), then the
+/// event id.
+pub type Stamp = (i64, String);
+
 /// What a cell holds, and so how it is parsed and stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -248,7 +260,8 @@ impl Entity {
             .collect()
     }
 
-    /// The stored schema: the contract's columns, then [`ROW_HASH_COLUMN`].
+    /// The stored schema: the contract's columns, then [`ROW_HASH_COLUMN`]
+    /// and the stamp ([`STAMP_AT_COLUMN`], [`STAMP_ID_COLUMN`]).
     pub fn schema(self) -> SchemaRef {
         static SCHEMAS: OnceLock<Vec<SchemaRef>> = OnceLock::new();
         let all = SCHEMAS.get_or_init(|| {
@@ -259,6 +272,8 @@ impl Entity {
                         e.columns().iter().map(|c| Field::new(c.name, c.kind.data_type(), !c.required)).collect();
                     // The u64 hash's bits as Int64: Delta (and most readers) have no unsigned type.
                     fields.push(Field::new(ROW_HASH_COLUMN, DataType::Int64, false));
+                    fields.push(Field::new(STAMP_AT_COLUMN, DataType::Int64, true));
+                    fields.push(Field::new(STAMP_ID_COLUMN, DataType::Utf8, true));
                     Arc::new(Schema::new(fields))
                 })
                 .collect()
@@ -378,7 +393,10 @@ mod tests {
         assert_eq!(s.field_with_name("gross_commission").unwrap().data_type(), &DataType::Decimal128(18, 2));
         assert_eq!(s.field_with_name("commission_rate").unwrap().data_type(), &DataType::Decimal128(12, 6));
         assert_eq!(s.field_with_name("transaction_date").unwrap().data_type(), &DataType::Date32);
-        assert_eq!(s.fields().len(), COMMISSIONS.len() + 1);
+        // The contract's columns, the row hash and the two stamp columns.
+        assert_eq!(s.fields().len(), COMMISSIONS.len() + 3);
+        assert_eq!(s.field_with_name(STAMP_AT_COLUMN).unwrap().data_type(), &DataType::Int64);
+        assert!(s.field_with_name(STAMP_ID_COLUMN).unwrap().is_nullable());
         assert!(!s.field_with_name("policy_id").unwrap().is_nullable());
         assert!(s.field_with_name("paid_date").unwrap().is_nullable());
     }

@@ -217,6 +217,32 @@ pub fn stored_key_hashes(entity: Entity, batch: &RecordBatch) -> Vec<u128> {
         .collect()
 }
 
+/// `batch` (read from a stored file) in the entity's stored schema: files
+/// written before the stamp columns existed get them as nulls.
+pub fn with_stored_schema(entity: Entity, batch: RecordBatch) -> RecordBatch {
+    let schema = entity.schema();
+    if batch.schema().fields().len() == schema.fields().len() {
+        return batch;
+    }
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|f| match batch.column_by_name(f.name()) {
+            Some(c) => c.clone(),
+            None => arrow::array::new_null_array(f.data_type(), batch.num_rows()),
+        })
+        .collect();
+    RecordBatch::try_new(schema, columns).expect("a stored file has the entity's columns")
+}
+
+/// The stamps of a stored batch's rows ([`super::STAMP_AT_COLUMN`],
+/// [`super::STAMP_ID_COLUMN`]); `None` for a file written without them.
+pub fn stored_stamps(batch: &RecordBatch) -> Option<(arrow::array::Int64Array, arrow::array::StringArray)> {
+    let at = batch.column_by_name(super::STAMP_AT_COLUMN)?.as_any().downcast_ref::<arrow::array::Int64Array>()?;
+    let id = batch.column_by_name(super::STAMP_ID_COLUMN)?.as_any().downcast_ref::<arrow::array::StringArray>()?;
+    Some((at.clone(), id.clone()))
+}
+
 enum ColumnBuilder {
     Str(StringBuilder),
     Date(Date32Builder),
@@ -229,6 +255,9 @@ pub struct BatchBuilder {
     columns: Vec<ColumnBuilder>,
     /// Stored as Int64 (the hash's bits): Delta has no unsigned type.
     row_hash: Int64Builder,
+    /// The rows' stamps, once one row had one (landing files have none:
+    /// their batches get all-null stamp columns at no cost per row).
+    stamps: Option<(Int64Builder, StringBuilder)>,
     rows: usize,
 }
 
@@ -252,7 +281,7 @@ impl BatchBuilder {
                 _ => ColumnBuilder::Str(StringBuilder::with_capacity(capacity, capacity * 12)),
             })
             .collect();
-        BatchBuilder { entity, columns, row_hash: Int64Builder::with_capacity(capacity), rows: 0 }
+        BatchBuilder { entity, columns, row_hash: Int64Builder::with_capacity(capacity), stamps: None, rows: 0 }
     }
 
     pub fn len(&self) -> usize {
@@ -263,8 +292,23 @@ impl BatchBuilder {
         self.rows == 0
     }
 
-    /// Append a row parsed by [`RowParser::parse`].
-    pub fn append(&mut self, values: &[Value], row_hash: u64) {
+    /// Append a row parsed by [`RowParser::parse`], with the stamp of the
+    /// event that carried it, if any.
+    pub fn append(&mut self, values: &[Value], row_hash: u64, stamp: Option<(i64, &str)>) {
+        if let Some((at, id)) = stamp {
+            let rows = self.rows;
+            let (ats, ids) = self.stamps.get_or_insert_with(|| {
+                let (mut ats, mut ids) = (Int64Builder::new(), StringBuilder::new());
+                ats.append_nulls(rows);
+                (0..rows).for_each(|_| ids.append_null());
+                (ats, ids)
+            });
+            ats.append_value(at);
+            ids.append_value(id);
+        } else if let Some((ats, ids)) = self.stamps.as_mut() {
+            ats.append_null();
+            ids.append_null();
+        }
         for (b, v) in self.columns.iter_mut().zip(values) {
             match (b, v) {
                 (ColumnBuilder::Str(b), Value::Str(s)) => b.append_value(s),
@@ -293,6 +337,16 @@ impl BatchBuilder {
             })
             .collect();
         arrays.push(Arc::new(self.row_hash.finish()));
+        match self.stamps.take() {
+            Some((mut ats, mut ids)) => {
+                arrays.push(Arc::new(ats.finish()));
+                arrays.push(Arc::new(ids.finish()));
+            }
+            None => {
+                arrays.push(arrow::array::new_null_array(&DataType::Int64, self.rows));
+                arrays.push(arrow::array::new_null_array(&DataType::Utf8, self.rows));
+            }
+        }
         self.rows = 0;
         RecordBatch::try_new(self.entity.schema(), arrays).expect("builders match the entity schema")
     }
@@ -332,12 +386,43 @@ mod tests {
         let mut buf = Vec::new();
         let h = RowParser::row_hash(&v, &mut buf);
         let k = p.key_hash(&v, &mut buf);
-        b.append(&v, h);
+        b.append(&v, h, None);
         let batch = b.finish();
         assert_eq!(batch.num_rows(), 1);
         let agency = batch.column_by_name("agency_commission").unwrap().as_primitive::<Decimal128Type>();
         assert_eq!(agency.value(0), 9000);
         assert_eq!(stored_key_hashes(Entity::Commissions, &batch), vec![k]);
+        // A landing file's row has no stamp: null stamp columns.
+        let (at, id) = stored_stamps(&batch).unwrap();
+        assert_eq!((at.null_count(), id.null_count()), (1, 1));
+    }
+
+    #[test]
+    fn a_streamed_rows_stamp_is_stored_beside_it_and_others_stay_null() {
+        let p = RowParser::new(Entity::Commissions);
+        let mut v = Vec::new();
+        p.parse(&cells(Entity::Commissions, COMMISSION), &mut v).unwrap();
+        let h = RowParser::row_hash(&v, &mut Vec::new());
+        let mut b = BatchBuilder::new(Entity::Commissions, 4);
+        b.append(&v, h, None);
+        b.append(&v, h, Some((1_700_000_000_000, "ev-2")));
+        b.append(&v, h, None);
+        let batch = b.finish();
+        let (at, id) = stored_stamps(&batch).unwrap();
+        let ats: Vec<Option<i64>> = at.iter().collect();
+        let ids: Vec<Option<&str>> = id.iter().collect();
+        assert_eq!(ats, vec![None, Some(1_700_000_000_000), None]);
+        assert_eq!(ids, vec![None, Some("ev-2"), None]);
+        // The next batch starts afresh: no stamp, all null.
+        b.append(&v, h, None);
+        let (at, _) = stored_stamps(&b.finish()).unwrap();
+        assert_eq!(at.null_count(), 1);
+        // A batch of a file written before the stamp columns gets them.
+        let old = batch.project(&(0..batch.num_columns() - 2).collect::<Vec<_>>()).unwrap();
+        assert!(stored_stamps(&old).is_none());
+        let conformed = with_stored_schema(Entity::Commissions, old);
+        assert_eq!(conformed.schema(), Entity::Commissions.schema());
+        assert_eq!(stored_stamps(&conformed).unwrap().0.null_count(), 3);
     }
 
     #[test]

@@ -114,7 +114,14 @@ async fn compact(
         batches.extend(read);
     }
     let rel = super::data_file_path(table, tenant, name);
-    let schema = batches.first().map(|b| b.schema()).ok_or_else(|| MaintenanceError::Parquet {
+    // An entity's files from before the stamp columns get them as nulls, so
+    // that old and new files compact into one.
+    let entity = crate::contract::Entity::from_name(table);
+    if let Some(e) = entity {
+        batches = batches.into_iter().map(|b| crate::contract::row::with_stored_schema(e, b)).collect();
+    }
+    let first = batches.first().map(|b| b.schema());
+    let schema = entity.map(|e| e.schema()).or(first).ok_or_else(|| MaintenanceError::Parquet {
         path: rel.clone(),
         source: parquet::errors::ParquetError::General("no rows to compact".into()),
     })?;

@@ -25,8 +25,8 @@ use object_store::{ObjectStoreExt, PutMode, PutOptions};
 use super::store::Location;
 
 pub const WAL_DIR: &str = "_stream/wal";
-/// Stamps (the latest `occurred_at` and event id per key) of the events
-/// each micro-batch applied, named by the batch's highest log sequence.
+/// Where an earlier release kept the stamps (latest `occurred_at` and event
+/// id per key) of the events each micro-batch applied; removed on open.
 pub const STAMPS_DIR: &str = "_stream/stamps";
 /// The application id of the streaming writer's transactions.
 pub const STREAM_APP: &str = "cip-stream";
@@ -138,63 +138,22 @@ impl Wal {
     }
 }
 
-/// Write the stamps of the micro-batch that commits through `through`
-/// (before its lake version, so a committed batch always has them).
-pub async fn write_stamps(lake: &Location, through: u64, body: Bytes) -> Result<(), object_store::Error> {
-    let path = lake.child(&format!("{STAMPS_DIR}/{through:020}.ndjson"));
-    lake.store.put(&path, body.into()).await.map(|_| ())
-}
-
-/// The stamp files of finished micro-batches, oldest first: those at or
-/// below `committed` (the lake's recorded position), and those below the
-/// lowest log segment still present (a segment is deleted only after its
-/// batch was decided, also when it published nothing; a stamp file at or
-/// above it may belong to a batch that never committed, whose events will
-/// be replayed).
-pub async fn read_stamps(lake: &Location, committed: u64) -> Result<Vec<(u64, Bytes)>, object_store::Error> {
-    let pending = list(lake).await?.first().copied().unwrap_or(u64::MAX);
-    let mut out = Vec::new();
-    for seq in list_dir(lake, STAMPS_DIR).await?.into_iter().filter(|s| *s <= committed || *s < pending) {
-        let path = lake.child(&format!("{STAMPS_DIR}/{seq:020}.ndjson"));
-        out.push((seq, lake.store.get(&path).await?.bytes().await?));
-    }
-    Ok(out)
-}
-
-/// Replace the stamp files at or below `through` by one holding `body`
-/// (every stamp known): written first, then the older ones deleted.
-/// Merge the stamp files `seqs` into one: `body` (their union) replaces
-/// the newest of them and the others are deleted. A crash in between
-/// leaves stamps twice, which is harmless (the latest of a key wins).
-pub async fn merge_stamps(lake: &Location, seqs: &[u64], body: Bytes) -> Result<(), object_store::Error> {
-    let Some(&newest) = seqs.iter().max() else { return Ok(()) };
-    write_stamps(lake, newest, body).await?;
-    for seq in seqs.iter().filter(|s| **s != newest) {
-        match lake.store.delete(&lake.child(&format!("{STAMPS_DIR}/{seq:020}.ndjson"))).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
-/// The stamp files at or below `through`, oldest first, with their sizes.
-pub async fn stamp_files(lake: &Location, through: u64) -> Result<Vec<(u64, u64)>, object_store::Error> {
+/// Delete the stamp files an earlier release kept beside the log (the
+/// stamps now live in the rows): a crash midway leaves some, deleted by
+/// the next open.
+pub async fn remove_stamp_files(lake: &Location) -> Result<usize, object_store::Error> {
     let metas: Vec<_> = match lake.store.list(Some(&lake.child(STAMPS_DIR))).try_collect().await {
         Ok(m) => m,
         Err(object_store::Error::NotFound { .. }) => Vec::new(),
         Err(e) => return Err(e),
     };
-    let mut files: Vec<(u64, u64)> =
-        metas.iter().filter_map(|m| Some((seq_of(m.location.filename()?)?, m.size))).collect();
-    files.retain(|(s, _)| *s <= through);
-    files.sort_unstable();
-    Ok(files)
-}
-
-/// One stamp file's content.
-pub async fn read_stamp_file(lake: &Location, seq: u64) -> Result<Bytes, object_store::Error> {
-    lake.store.get(&lake.child(&format!("{STAMPS_DIR}/{seq:020}.ndjson"))).await?.bytes().await
+    for m in &metas {
+        match lake.store.delete(&m.location).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(metas.len())
 }
 
 /// Sequence numbers of the segments in the log, ascending.

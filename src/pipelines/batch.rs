@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use arrow::array::BooleanArray;
+use arrow::array::{Array, BooleanArray};
 use arrow::compute::filter_record_batch;
 use arrow::record_batch::RecordBatch;
 use futures::{StreamExt, TryStreamExt};
@@ -21,12 +21,12 @@ use object_store::ObjectStoreExt;
 use object_store::path::Path;
 use serde::Serialize;
 
-use crate::contract::row::stored_key_hashes;
-use crate::contract::{Entity, ROW_HASH_COLUMN};
+use crate::contract::row::{stored_key_hashes, stored_stamps, with_stored_schema};
+use crate::contract::{Entity, ROW_HASH_COLUMN, STAMP_AT_COLUMN, STAMP_ID_COLUMN};
 use crate::lake::snapshot::{self, SnapshotError, Tables};
 use crate::lake::{self, DataFile, Location, Manifest, RUNS_DIR, parquet_io};
 
-use super::resolve::{self, StoredRows, UpsertCounts};
+use super::resolve::{self, PartitionStamps, StoredRows, UpsertCounts};
 use super::rollups;
 use super::source;
 use super::stage::{self, RunCtx, StageError, Staged, StagedPart};
@@ -56,12 +56,15 @@ pub struct IngestOptions {
     /// What a long-running writer keeps between runs (stored keys, rollup
     /// states); `None` for a one-off run.
     pub cache: Option<Arc<WriterCache>>,
+    /// The streaming writer's stamps of the rows it lands: written with the
+    /// rows, and a row older than the stored one's stamp changes nothing.
+    pub stamps: Option<Arc<PartitionStamps>>,
 }
 
 impl Default for IngestOptions {
     fn default() -> Self {
         let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-        IngestOptions { workers, progress: false, fail: None, txn: None, cache: None }
+        IngestOptions { workers, progress: false, fail: None, txn: None, cache: None, stamps: None }
     }
 }
 
@@ -142,6 +145,7 @@ pub async fn ingest(landing: &Location, lake: &Location, opts: &IngestOptions) -
         handle: tokio::runtime::Handle::current(),
         fail_after_first_part: opts.fail == Some(FailPoint::AfterFirstPart),
         parts_written: AtomicBool::new(false),
+        stamps: opts.stamps.clone(),
     });
 
     // Stage every file, `workers` at a time, largest first so that the
@@ -206,7 +210,7 @@ pub async fn ingest(landing: &Location, lake: &Location, opts: &IngestOptions) -
         attempt += 1;
         let (partitions, run_id) = (&partitions, &run_id);
         async move {
-            let r = resolve_all(lake, &base, partitions, run_id, attempt, cache).await?;
+            let r = resolve_all(lake, &base, partitions, run_id, attempt, cache, opts.stamps.as_ref()).await?;
             if r.tables.is_some() && fail_before_publish {
                 return Err(IngestError::Injected("before publish"));
             }
@@ -287,6 +291,7 @@ async fn resolve_all(
     run_id: &str,
     attempt: u32,
     cache: Option<&Arc<WriterCache>>,
+    stamps: Option<&Arc<PartitionStamps>>,
 ) -> Result<Resolution, IngestError> {
     let mut tables = base.tables.clone();
     let mut changed = false;
@@ -302,9 +307,10 @@ async fn resolve_all(
             let old: Vec<DataFile> = base.tenant_files(entity.name(), tenant).cloned().collect();
             let stored = read_stored_keys(lake, *entity, &old, cache).await?;
             let (all, key) = (partitions.clone(), (*entity, tenant.clone()));
+            let stamps = stamps.and_then(|s| s.get(&key)).cloned();
             let res = tokio::task::spawn_blocking(move || {
                 let keys: Vec<&[(u128, u64)]> = all[&key].iter().map(|p| p.keys.as_slice()).collect();
-                resolve::resolve(&keys, &stored)
+                resolve::resolve(&keys, &stored, stamps.as_deref())
             })
             .await
             .map_err(|e| IngestError::Write(format!("resolving task failed: {e}")))?;
@@ -445,6 +451,7 @@ fn add_counts(into: &mut UpsertCounts, c: UpsertCounts) {
     into.updated += c.updated;
     into.unchanged += c.unchanged;
     into.superseded += c.superseded;
+    into.stale += c.stale;
 }
 
 fn progress_bar(show: bool, total_bytes: u64) -> ProgressBar {
@@ -460,8 +467,8 @@ fn progress_bar(show: bool, total_bytes: u64) -> ProgressBar {
     pb
 }
 
-/// Keys and row hashes of a partition's stored files (only those columns
-/// are read; a writer's cache keeps them, as files never change).
+/// Keys, row hashes and stamps of a partition's stored files (only those
+/// columns are read; a writer's cache keeps them, as files never change).
 pub(crate) async fn read_stored_keys(
     lake: &Location,
     entity: Entity,
@@ -469,7 +476,7 @@ pub(crate) async fn read_stored_keys(
     cache: Option<&Arc<WriterCache>>,
 ) -> Result<Vec<Arc<StoredRows>>, IngestError> {
     let mut columns: Vec<&str> = entity.key().to_vec();
-    columns.push(ROW_HASH_COLUMN);
+    columns.extend([ROW_HASH_COLUMN, STAMP_AT_COLUMN, STAMP_ID_COLUMN]);
     let mut out = Vec::with_capacity(files.len());
     for f in files {
         let path = lake.child(&f.path);
@@ -480,12 +487,23 @@ pub(crate) async fn read_stored_keys(
         let batches = parquet_io::read(&lake.store, &path, Some(&columns))
             .await
             .map_err(|e| IngestError::Write(format!("reading {}: {e}", f.path)))?;
-        let mut rows = StoredRows { keys: Vec::new(), hashes: Vec::new() };
+        let mut rows = StoredRows { keys: Vec::new(), hashes: Vec::new(), stamps: Vec::new() };
         for b in &batches {
             rows.keys.extend(stored_key_hashes(entity, b));
             let h = b.column_by_name(ROW_HASH_COLUMN).expect("row hash column");
             let h = h.as_any().downcast_ref::<arrow::array::Int64Array>().expect("row hash as i64");
             rows.hashes.extend(h.values().iter().map(|v| *v as u64));
+            // Landing files' rows have no stamps: only batches with one are
+            // kept, after nulls for the rows before them.
+            if let Some((at, id)) = stored_stamps(b).filter(|(at, _)| at.null_count() < at.len()) {
+                let covered: usize = rows.stamps.iter().map(|(at, _)| at.len()).sum();
+                let before = rows.keys.len() - b.num_rows();
+                if covered < before {
+                    let n = before - covered;
+                    rows.stamps.push((arrow::array::Int64Array::new_null(n), arrow::array::StringArray::new_null(n)));
+                }
+                rows.stamps.push((at, id));
+            }
         }
         let rows = Arc::new(rows);
         if let Some(c) = cache {
@@ -538,6 +556,7 @@ async fn write_rows(
     if kept == 0 {
         return Ok(None);
     }
+    let batches: Vec<RecordBatch> = batches.into_iter().map(|b| with_stored_schema(entity, b)).collect();
     let bytes = parquet_io::encode(entity.schema(), &batches).map_err(|e| IngestError::Write(e.to_string()))?;
     let size = bytes.len() as u64;
     lake.store.put(&lake.child(rel), bytes.into()).await.map_err(|e| IngestError::Write(format!("{rel}: {e}")))?;

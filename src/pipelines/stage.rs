@@ -89,6 +89,8 @@ pub struct RunCtx {
     pub handle: tokio::runtime::Handle,
     /// Test hook: fail right after the first data part is written.
     pub fail_after_first_part: bool,
+    /// The stamps of a streaming micro-batch's rows, written with them.
+    pub stamps: Option<Arc<super::resolve::PartitionStamps>>,
     pub parts_written: AtomicBool,
 }
 
@@ -109,6 +111,8 @@ struct TenantBuf {
     /// key → (row hash, line) of the first row with that key in this file.
     seen: KeyMap<(u64, u64)>,
     part_no: u32,
+    /// The tenant's stamps by key, if the run has any.
+    stamps: Option<Arc<KeyMap<crate::contract::Stamp>>>,
 }
 
 struct RejectsBuf {
@@ -217,6 +221,7 @@ impl<'a> FileStager<'a> {
                 keys: Vec::new(),
                 seen: KeyMap::default(),
                 part_no: 0,
+                stamps: self.ctx.stamps.as_ref().and_then(|s| s.get(&(entity, tenant.to_string())).cloned()),
             }),
         };
         if let Some(&(first_hash, first_line)) = t.seen.get(&key) {
@@ -231,7 +236,8 @@ impl<'a> FileStager<'a> {
         }
         t.seen.insert(key, (hash, line));
         t.keys.push((key, hash));
-        t.batch.append(values, hash);
+        let stamp = t.stamps.as_ref().and_then(|s| s.get(&key)).map(|(at, id)| (*at, id.as_str()));
+        t.batch.append(values, hash, stamp);
         if t.batch.len() >= BATCH_ROWS {
             let tenant = tenant.to_string();
             self.flush(&tenant, false)?;

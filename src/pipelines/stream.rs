@@ -9,8 +9,10 @@
 //! and its log position are one lake version; after a crash the log is
 //! replayed from the recorded position, and identical rows commit nothing.
 //! For one key the event with the latest `occurred_at` wins (ties: the
-//! larger `event_id`), within a batch and against events committed earlier
-//! by this process.
+//! larger `event_id`), within a batch and against every event committed
+//! before: each landed row carries its event's stamp in hidden columns,
+//! and upsert resolution keeps a stored row whose stamp is later (so the
+//! writer holds no per-key state of its own, and a restart loses none).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,12 +31,14 @@ use tokio::sync::{Notify, watch};
 
 use crate::contract::row::{Reject, RowParser, value_at};
 use crate::contract::values::{Value, days_to_date};
-use crate::contract::{Entity, Kind, MONEY_SCALE, RATE_SCALE};
+use crate::contract::{Entity, Kind, MONEY_SCALE, RATE_SCALE, Stamp};
 use crate::lake::wal::{self, STREAM_APP, Wal};
 use crate::lake::{DataFile, Location, Manifest, parquet_io, snapshot};
 
 use super::batch::{self, IngestError, IngestOptions};
 use super::events::{EventChecker, EventKind, LoggedEvent, split_body};
+use super::resolve::PartitionStamps;
+use super::stage::KeyMap;
 use super::writer_cache::WriterCache;
 
 /// Event ids remembered per process to answer a re-sent event `duplicate`
@@ -105,71 +109,10 @@ impl RecentIds {
     }
 }
 
-/// The order of events for one key: occurred_at, then event id.
-type Stamp = (i64, String);
-
 /// Log bytes one micro-batch takes at most (but at least one segment):
 /// under load a commit then takes a bounded time and memory, and the
 /// backlog is worked off by consecutive commits.
 const BATCH_BYTES: usize = 8 << 20;
-
-/// Stamp files beyond which they are merged into one.
-const STAMP_FILES: usize = 32;
-
-/// One key's stamp as the stamp files keep it.
-#[derive(Serialize, serde::Deserialize)]
-struct StampLine {
-    entity: String,
-    tenant: String,
-    /// The key hash, hex.
-    key: String,
-    at_ms: i64,
-    event_id: String,
-}
-
-type Stamps = HashMap<(Entity, String, u128), Stamp>;
-
-fn stamp_lines<'a>(stamps: impl Iterator<Item = (&'a (Entity, String, u128), &'a Stamp)>) -> Bytes {
-    let mut body = String::new();
-    for ((entity, tenant, key), (at_ms, event_id)) in stamps {
-        let line = StampLine {
-            entity: entity.name().to_string(),
-            tenant: tenant.clone(),
-            key: format!("{key:032x}"),
-            at_ms: *at_ms,
-            event_id: event_id.clone(),
-        };
-        body.push_str(&serde_json::to_string(&line).expect("stamps serialise"));
-        body.push('\n');
-    }
-    Bytes::from(body)
-}
-
-/// The stamps of every finished micro-batch (the latest of a key wins).
-async fn load_stamps(lake: &Location, committed: u64) -> Result<Stamps, StreamError> {
-    let mut stamps = Stamps::new();
-    for (seq, bytes) in wal::read_stamps(lake, committed).await? {
-        parse_stamps(&mut stamps, seq, &bytes)?;
-    }
-    Ok(stamps)
-}
-
-/// Add one stamp file's stamps to `into`, keeping each key's latest.
-fn parse_stamps(into: &mut Stamps, seq: u64, bytes: &[u8]) -> Result<(), StreamError> {
-    let bad = |e: String| StreamError::Segment(format!("stamps {seq}: {e}"));
-    let text = std::str::from_utf8(bytes).map_err(|e| bad(e.to_string()))?;
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let s: StampLine = serde_json::from_str(line).map_err(|e| bad(e.to_string()))?;
-        let entity = Entity::from_name(&s.entity).ok_or_else(|| bad(format!("entity {}", s.entity)))?;
-        let key = u128::from_str_radix(&s.key, 16).map_err(|e| bad(e.to_string()))?;
-        let stamp = (s.at_ms, s.event_id);
-        let slot = into.entry((entity, s.tenant, key)).or_insert_with(|| stamp.clone());
-        if stamp > *slot {
-            *slot = stamp;
-        }
-    }
-    Ok(())
-}
 
 /// Accepted events of requests waiting for the next log segment, and who
 /// waits for its sequence number.
@@ -187,8 +130,6 @@ pub struct Stream {
     wake: Notify,
     committed: watch::Sender<u64>,
     recent: Mutex<RecentIds>,
-    /// (entity, tenant, key) → the stamp of the latest event committed.
-    latest: Mutex<Stamps>,
     /// Group commit of the log: requests that arrive while a segment is
     /// being written go into the next one together.
     group: Mutex<Group>,
@@ -204,7 +145,10 @@ impl Stream {
     pub async fn open(lake: Location) -> Result<Arc<Self>, StreamError> {
         let committed = snapshot::latest(&lake).await?.and_then(|m| m.txns.get(STREAM_APP).copied());
         let wal = Wal::open(lake.clone(), committed).await?;
-        let latest = load_stamps(&lake, committed.unwrap_or(0)).await?;
+        let removed = wal::remove_stamp_files(&lake).await?;
+        if removed > 0 {
+            tracing::info!(removed, "stamp files of an earlier release removed: stamps are kept in the rows");
+        }
         Ok(Arc::new(Stream {
             lake,
             wal,
@@ -212,7 +156,6 @@ impl Stream {
             wake: Notify::new(),
             committed: watch::channel(committed.unwrap_or(0)).0,
             recent: Mutex::new(RecentIds::default()),
-            latest: Mutex::new(latest),
             group: Mutex::new(Group::default()),
             flushing: tokio::sync::Mutex::new(()),
             cache: Arc::new(WriterCache::default()),
@@ -379,25 +322,6 @@ impl Stream {
         }
     }
 
-    /// Past [`STAMP_FILES`] stamp files at or below `through`, merge all
-    /// but the largest into one, reading them back: the cost is that of the
-    /// small files, not of every key ever stamped (the largest file takes
-    /// part again once the merged one outgrows it).
-    async fn merge_stamps(&self, through: u64) -> Result<(), StreamError> {
-        let files = wal::stamp_files(&self.lake, through).await?;
-        if files.len() <= STAMP_FILES {
-            return Ok(());
-        }
-        let largest = files.iter().max_by_key(|(seq, size)| (*size, *seq)).map(|(seq, _)| *seq);
-        let small: Vec<u64> = files.iter().map(|(seq, _)| *seq).filter(|seq| Some(*seq) != largest).collect();
-        let mut merged = Stamps::new();
-        for seq in &small {
-            parse_stamps(&mut merged, *seq, &wal::read_stamp_file(&self.lake, *seq).await?)?;
-        }
-        wal::merge_stamps(&self.lake, &small, stamp_lines(merged.iter())).await?;
-        Ok(())
-    }
-
     /// Compact every partition of the lake with at least `min_files` files
     /// (the streaming writer adds one per micro-batch that touches one), on
     /// the one commit path: another writer's commit in between only makes
@@ -450,17 +374,15 @@ impl Stream {
         drop(reads);
         let read_ms = ms(started);
         let t = std::time::Instant::now();
-        let MicroBatch { landing, applied, unapplied } = self.micro_batch(events).await?;
+        let MicroBatch { landing, stamps, unapplied } = self.micro_batch(events).await?;
         let batch_ms = ms(t);
         if !unapplied.is_empty() {
             self.write_rejects(&unapplied).await?;
         }
-        // Before the version: a committed batch always has its stamps, so
-        // the order of events per key survives a restart.
-        wal::write_stamps(&self.lake, through, stamp_lines(applied.iter().map(|(k, s)| (k, s)))).await?;
         let opts = IngestOptions {
             txn: Some((STREAM_APP.to_string(), through)),
             cache: Some(self.cache.clone()),
+            stamps: Some(Arc::new(stamps)),
             ..IngestOptions::default()
         };
         let t = std::time::Instant::now();
@@ -476,7 +398,6 @@ impl Stream {
             Err(IngestError::NoFiles(_)) => None,
             Err(e) => return Err(e.into()),
         };
-        self.latest.lock().expect("latest stamps").extend(applied);
         self.committed.send_replace(through);
         let published = report.filter(|r| r.published).and_then(|r| r.snapshot);
         // Deleted only once a version records them; a batch that changed
@@ -486,13 +407,6 @@ impl Stream {
             && let Err(e) = self.wal.truncate(through).await
         {
             tracing::warn!(error = %e, through, "could not delete committed log segments; they are skipped on replay");
-        }
-        // Merged only under a published version: the merged file is named
-        // by a position at or below it, which a restart must find recorded.
-        if published.is_some()
-            && let Err(e) = self.merge_stamps(through).await
-        {
-            tracing::warn!(error = %e, "could not merge the stamp files; will try again");
         }
         tracing::debug!(
             through,
@@ -508,7 +422,7 @@ impl Stream {
     }
 
     /// The winning row of every key the events touch, as an in-memory
-    /// landing (one JSON Lines file per entity), and the stamps to remember.
+    /// landing (one JSON Lines file per entity), and the winners' stamps.
     async fn micro_batch(&self, mut events: Vec<LoggedEvent>) -> Result<MicroBatch, StreamError> {
         events.sort_by(|a, b| (a.at_ms, &a.event_id).cmp(&(b.at_ms, &b.event_id)));
         // (entity, tenant, key) → (stamp, row)
@@ -556,12 +470,8 @@ impl Stream {
                     (key, cancelled(&base, &c.cancellation_date))
                 }
             };
-            let id = (kind.entity(), e.tenant_id.clone(), key);
-            let newer_committed = self.latest.lock().expect("latest stamps").get(&id).is_some_and(|s| *s > stamp);
-            if newer_committed {
-                continue;
-            }
-            rows.insert(id, (stamp, row));
+            // Sorted by stamp: a later event of the key replaces the row.
+            rows.insert((kind.entity(), e.tenant_id.clone(), key), (stamp, row));
         }
         let store: Arc<dyn object_store::ObjectStore> = Arc::new(InMemory::new());
         let landing = Location {
@@ -570,18 +480,19 @@ impl Stream {
             store_url: url::Url::parse("memory://stream-batch").expect("static url"),
         };
         let mut files: BTreeMap<Entity, String> = BTreeMap::new();
-        let mut applied = Vec::with_capacity(rows.len());
+        let mut stamps: HashMap<(Entity, String), KeyMap<Stamp>> = HashMap::new();
         for ((entity, tenant, key), (stamp, row)) in rows {
             let f = files.entry(entity).or_default();
             f.push_str(&row);
             f.push('\n');
-            applied.push(((entity, tenant, key), stamp));
+            stamps.entry((entity, tenant)).or_default().insert(key, stamp);
         }
+        let stamps = stamps.into_iter().map(|(k, v)| (k, Arc::new(v))).collect();
         for (entity, text) in files {
             let path = landing.child(&format!("{}/stream.jsonl", entity.name()));
             landing.store.put(&path, Bytes::from(text).into()).await?;
         }
-        Ok(MicroBatch { landing, applied, unapplied })
+        Ok(MicroBatch { landing, stamps, unapplied })
     }
 
     /// Events that were logged but cannot be applied (a cancellation of a
@@ -652,8 +563,8 @@ impl Stream {
 struct MicroBatch {
     /// The winning rows, as an in-memory landing.
     landing: Location,
-    /// The stamps to remember.
-    applied: Vec<((Entity, String, u128), Stamp)>,
+    /// The winning rows' stamps, landed with them.
+    stamps: PartitionStamps,
     /// Events that cannot be applied, with why.
     unapplied: Vec<(LoggedEvent, Reject)>,
 }

@@ -4,7 +4,7 @@
 //! - the key and row hashes of stored data files, which upsert resolution
 //!   reads for every file of a partition it touches. Data files are never
 //!   changed once written (a rewrite is a new file), so an entry can never
-//!   be stale, whoever wrote the file; the cache is bounded in rows.
+//!   be stale, whoever wrote the file; the cache is bounded in bytes.
 //! - each tenant's rollup state ([`TenantRollups`]) with the lake version
 //!   it reflects. A commit on top of exactly that version updates it with
 //!   the rows it adds and removes; after any other writer's version the
@@ -17,8 +17,9 @@ use std::sync::{Arc, Mutex};
 use super::resolve::StoredRows;
 use crate::query::rollups::TenantRollups;
 
-/// Rows of stored key hashes kept at most (24 bytes each).
-const KEY_ROWS: u64 = 16 << 20;
+/// Bytes of stored keys, row hashes and stamps kept at most (24 bytes a
+/// row, plus ~40 for a streamed row's stamp): some 10–20 M rows.
+const KEY_BYTES: u64 = 512 << 20;
 
 #[derive(Default)]
 pub struct WriterCache {
@@ -40,7 +41,7 @@ struct KeyCache {
     files: HashMap<String, Arc<StoredRows>>,
     /// Insertion order, for eviction.
     order: VecDeque<String>,
-    rows: u64,
+    bytes: u64,
 }
 
 impl WriterCache {
@@ -54,15 +55,15 @@ impl WriterCache {
         if c.files.contains_key(path) {
             return;
         }
-        c.rows += rows.keys.len() as u64;
+        c.bytes += rows.bytes();
         c.files.insert(path.to_string(), rows);
         c.order.push_back(path.to_string());
         // Oldest first: a file rewritten by a later commit is read no more.
-        while c.rows > KEY_ROWS
+        while c.bytes > KEY_BYTES
             && let Some(old) = c.order.pop_front()
         {
             if let Some(r) = c.files.remove(&old) {
-                c.rows -= r.keys.len() as u64;
+                c.bytes -= r.bytes();
             }
         }
     }

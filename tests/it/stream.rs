@@ -4,6 +4,9 @@
 
 use std::time::{Duration, Instant};
 
+use arrow::array::Array;
+use object_store::ObjectStoreExt;
+
 use cip::lake::wal::STREAM_APP;
 use cip::pipelines::stream::Stream;
 use serde_json::{Value, json};
@@ -536,11 +539,13 @@ async fn kpis_changed_pushes_only_when_the_agencys_figures_change() {
     assert_eq!(refused["payload"]["errors"][0]["extensions"]["code"], json!("NOT_FOUND"), "{refused}");
 }
 
-/// 40 micro-batches leave a bounded number of stamp files (merged past 32),
-/// and after a restart the order of events per key still holds: a stale
-/// event for a key stamped in the first batch changes nothing.
+/// The order of events per key lives in the rows (hidden stamp columns),
+/// not in the writer: after 40 more micro-batches, a compaction and a
+/// restart, an event older than K1's stored one changes nothing, one at the
+/// same time with a larger event id wins, and the stamp files an earlier
+/// release kept are removed on open.
 #[tokio::test]
-async fn merged_stamps_keep_the_latest_event_winning_across_restarts() {
+async fn stamps_in_the_rows_keep_the_latest_event_winning_across_restarts() {
     let lake = TestLake::new();
     for (path, body) in BOOK {
         lake.land(path, body);
@@ -549,6 +554,16 @@ async fn merged_stamps_keep_the_latest_event_winning_across_restarts() {
     let carrier = |id: &str, name: &str, at: &str| {
         event(&format!("{id}-{at}"), "carrier.upserted", at, json!({ "carrier_id": id, "name": name }))
     };
+    let k1 = async || {
+        let sql = "SELECT name, _occurred_at_ms, _event_id FROM carriers WHERE carrier_id = 'K1'";
+        let b = lake.sql(crate::helpers::tenant("t1"), sql).await;
+        let name = b[0].column(0).as_any().downcast_ref::<arrow::array::StringArray>().unwrap().value(0).to_string();
+        let at = b[0].column(1).as_any().downcast_ref::<arrow::array::Int64Array>().unwrap();
+        let id = b[0].column(2).as_any().downcast_ref::<arrow::array::StringArray>().unwrap();
+        (name, (!at.is_null(0)).then(|| (at.value(0), id.value(0).to_string())))
+    };
+    // The landing file's K1 has no stamp.
+    assert_eq!(k1().await.1, None);
     let stream = Stream::open(lake.lake()).await.unwrap();
     stream.accept("t1", &carrier("K1", "Newest Name", "2025-06-10T12:00:00Z")).await.unwrap();
     stream.commit_once().await.unwrap().expect("a version");
@@ -557,19 +572,37 @@ async fn merged_stamps_keep_the_latest_event_winning_across_restarts() {
         stream.accept("t1", &carrier(&format!("KX{i}"), "Filler", &at)).await.unwrap();
         stream.commit_once().await.unwrap().expect("a version");
     }
+    // Compaction merges files with and without stamp columns' values.
+    stream.maintain(2).await.unwrap().expect("compacted");
+    drop(stream);
+    // 2025-06-10T12:00:00Z is 1749556800000 ms after the epoch.
+    let newest = (1_749_556_800_000, "K1-2025-06-10T12:00:00Z".to_string());
+    assert_eq!(k1().await, ("Newest Name".to_string(), Some(newest.clone())));
+
     let store = lake.lake();
+    let old_stamps = store.child("_stream/stamps/00000000000000000001.ndjson");
+    store.store.put(&old_stamps, bytes::Bytes::from_static(b"{}\n").into()).await.unwrap();
+    let again = Stream::open(lake.lake()).await.unwrap();
     let listed: Vec<_> =
         futures::TryStreamExt::try_collect(store.store.list(Some(&store.child("_stream/stamps")))).await.unwrap();
-    // 41 batches wrote 41 files; merging past 32 keeps at most 33.
-    assert!(listed.len() <= 33, "{} stamp files", listed.len());
-    drop(stream);
+    assert!(listed.is_empty(), "{listed:?}");
 
-    let again = Stream::open(lake.lake()).await.unwrap();
     again.accept("t1", &carrier("K1", "Stale Name", "2025-06-01T00:00:00Z")).await.unwrap();
-    again.commit_once().await.unwrap();
-    let names = lake.sql(crate::helpers::tenant("t1"), "SELECT name FROM carriers WHERE carrier_id = 'K1'").await;
-    let names = names[0].column(0).as_any().downcast_ref::<arrow::array::StringArray>().unwrap().value(0).to_string();
-    assert_eq!(names, "Newest Name");
+    assert_eq!(again.commit_once().await.unwrap(), None, "a stale event publishes nothing");
+    assert_eq!(k1().await, ("Newest Name".to_string(), Some(newest)));
+    // Same occurred_at, larger event id ("K1-2025-06-10T12:00:00Z-b"): it wins.
+    let tie = event(
+        "K1-2025-06-10T12:00:00Z-b",
+        "carrier.upserted",
+        "2025-06-10T12:00:00Z",
+        json!({ "carrier_id": "K1", "name": "Tie Name" }),
+    );
+    again.accept("t1", &tie).await.unwrap();
+    again.commit_once().await.unwrap().expect("a version");
+    assert_eq!(
+        k1().await,
+        ("Tie Name".to_string(), Some((1_749_556_800_000, "K1-2025-06-10T12:00:00Z-b".to_string())))
+    );
 }
 
 /// Commission rows per batch run, events per streamed request.
