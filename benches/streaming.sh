@@ -44,6 +44,7 @@ echo "tenant $TENANT, $POLICIES policies in the book; server ready after ${BEFOR
   --landing "$WORK/landing" --tenant "$TENANT"
 # Opening the lake after the load (its many small commits, the log, the
 # stamps) against opening it before: a fresh server on the same lake.
+cp "$WORK/serve.log" "$WORK/serve-load.log"   # the loaded server's log, kept
 kill "$SERVER"
 wait "$SERVER" 2>/dev/null || true
 start_server "$WORK/lake"

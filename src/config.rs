@@ -106,6 +106,11 @@ pub struct ServeSettings {
     /// answers 503 with `Retry-After` (the queue is bounded, never open-ended).
     #[arg(long, env = "CIP_MAX_STREAM_BACKLOG", default_value_t = 10_000)]
     pub max_stream_backlog: u64,
+    /// Bytes of logged events not yet committed beyond which ingest answers
+    /// 503 with `Retry-After`: the writer takes 8 MiB a micro-batch, so this
+    /// bounds how many batches a new fact waits behind (its visibility).
+    #[arg(long, env = "CIP_MAX_STREAM_BACKLOG_BYTES", default_value_t = 24 << 20)]
+    pub max_stream_backlog_bytes: u64,
     /// Seconds between compactions by the streaming writer (0: never): a
     /// partition with at least `--optimize-min-files` files (one per
     /// micro-batch that touched it) becomes one file, as
@@ -157,6 +162,7 @@ impl ServeSettings {
             max_ingest_bytes: 1 << 20,
             ingest_rate_per_sec: 1000.0,
             max_stream_backlog: 10_000,
+            max_stream_backlog_bytes: 24 << 20,
             optimize_every_secs: 600,
             optimize_min_files: 32,
         }

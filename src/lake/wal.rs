@@ -15,7 +15,7 @@
 //! segment is written, the writer commits only up to the lowest number still
 //! being written ([`Wal::durable_through`]): a slow put can never be skipped.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
 use bytes::Bytes;
@@ -59,6 +59,9 @@ impl Drop for Writing<'_> {
 pub struct Wal {
     lake: Location,
     numbers: Mutex<Numbers>,
+    /// Segments durable and not yet committed: seq → bytes, and their sum
+    /// (what the ingest doors bound, so a fact waits at most a few batches).
+    pending: Mutex<(BTreeMap<u64, u64>, u64)>,
 }
 
 impl Wal {
@@ -66,9 +69,28 @@ impl Wal {
     /// and after `committed` (the lake's recorded transaction), whichever is
     /// higher, so a number is never reused even once its segment is deleted.
     pub async fn open(lake: Location, committed: Option<u64>) -> Result<Self, object_store::Error> {
-        let listed = list(&lake).await?;
-        let next = listed.last().copied().max(committed).map_or(1, |s| s + 1);
-        Ok(Wal { lake, numbers: Mutex::new(Numbers { next, writing: BTreeSet::new() }) })
+        let listed = list_sizes(&lake, WAL_DIR).await?;
+        let next = listed.last().map(|(s, _)| *s).max(committed).map_or(1, |s| s + 1);
+        let pending: BTreeMap<u64, u64> = listed.into_iter().filter(|(s, _)| Some(*s) > committed).collect();
+        let total = pending.values().sum();
+        Ok(Wal {
+            lake,
+            numbers: Mutex::new(Numbers { next, writing: BTreeSet::new() }),
+            pending: Mutex::new((pending, total)),
+        })
+    }
+
+    /// Bytes of the segments durable and not yet committed.
+    pub fn pending_bytes(&self) -> u64 {
+        self.pending.lock().expect("wal pending").1
+    }
+
+    /// A lake version contains the segments at or below `through`.
+    pub fn committed_through(&self, through: u64) {
+        let mut p = self.pending.lock().expect("wal pending");
+        let rest = p.0.split_off(&(through + 1));
+        let done: u64 = p.0.values().sum();
+        *p = (rest, p.1 - done);
     }
 
     /// Make `body` durable as the next segment; its sequence number.
@@ -85,7 +107,12 @@ impl Wal {
             // a number left "writing" would stop every later commit.
             let _writing = Writing(&self.numbers, seq);
             match self.put(seq, body.clone()).await {
-                Ok(()) => return Ok(seq),
+                Ok(()) => {
+                    let mut p = self.pending.lock().expect("wal pending");
+                    p.0.insert(seq, body.len() as u64);
+                    p.1 += body.len() as u64;
+                    return Ok(seq);
+                }
                 // Another process took this number: take the next one.
                 Err(object_store::Error::AlreadyExists { .. }) => continue,
                 Err(e) => return Err(e),
@@ -162,12 +189,18 @@ async fn list(lake: &Location) -> Result<Vec<u64>, object_store::Error> {
 }
 
 async fn list_dir(lake: &Location, dir: &str) -> Result<Vec<u64>, object_store::Error> {
+    Ok(list_sizes(lake, dir).await?.into_iter().map(|(s, _)| s).collect())
+}
+
+/// (sequence, bytes) of the numbered files in `dir`, ascending.
+async fn list_sizes(lake: &Location, dir: &str) -> Result<Vec<(u64, u64)>, object_store::Error> {
     let metas: Vec<_> = match lake.store.list(Some(&lake.child(dir))).try_collect().await {
         Ok(m) => m,
         Err(object_store::Error::NotFound { .. }) => Vec::new(),
         Err(e) => return Err(e),
     };
-    let mut seqs: Vec<u64> = metas.iter().filter_map(|m| seq_of(m.location.filename()?)).collect();
+    let mut seqs: Vec<(u64, u64)> =
+        metas.iter().filter_map(|m| Some((seq_of(m.location.filename()?)?, m.size))).collect();
     seqs.sort_unstable();
     Ok(seqs)
 }
@@ -203,5 +236,21 @@ mod tests {
         // Reopened: after the highest segment, or the committed number if higher.
         assert_eq!(Wal::open(lake.clone(), None).await.unwrap().durable_through(), 3);
         assert_eq!(Wal::open(lake.clone(), Some(9)).await.unwrap().durable_through(), 9);
+    }
+
+    #[tokio::test]
+    async fn pending_bytes_count_what_no_version_holds_also_after_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = super::super::store::open(dir.path().to_str().unwrap()).unwrap();
+        let wal = Wal::open(lake.clone(), None).await.unwrap();
+        wal.append(Bytes::from_static(b"aaa\n")).await.unwrap(); // 1: 4 bytes
+        wal.append(Bytes::from_static(b"bbbbbb\n")).await.unwrap(); // 2: 7 bytes
+        wal.append(Bytes::from_static(b"c\n")).await.unwrap(); // 3: 2 bytes
+        assert_eq!(wal.pending_bytes(), 13);
+        wal.committed_through(2);
+        assert_eq!(wal.pending_bytes(), 2);
+        // Reopened with segment 1 committed (2 and 3 still to replay): 9.
+        assert_eq!(Wal::open(lake.clone(), Some(1)).await.unwrap().pending_bytes(), 9);
+        assert_eq!(Wal::open(lake, Some(3)).await.unwrap().pending_bytes(), 0);
     }
 }

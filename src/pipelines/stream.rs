@@ -190,6 +190,11 @@ impl Stream {
         self.wal.durable_through().saturating_sub(self.committed())
     }
 
+    /// Bytes of log not yet in a lake version.
+    pub fn backlog_bytes(&self) -> u64 {
+        self.wal.pending_bytes()
+    }
+
     /// Check the events of `body` for `tenant`, log the accepted ones
     /// durably, and say what became of each. Returns once they are durable.
     pub async fn accept(self: &Arc<Self>, tenant: &str, body: &str) -> Result<Accepted, StreamError> {
@@ -399,6 +404,7 @@ impl Stream {
             Err(e) => return Err(e.into()),
         };
         self.committed.send_replace(through);
+        self.wal.committed_through(through);
         let published = report.filter(|r| r.published).and_then(|r| r.snapshot);
         // Deleted only once a version records them; a batch that changed
         // nothing leaves its segments to the next published one (a replay

@@ -81,7 +81,9 @@ pub(super) fn admit(state: &AppState, headers: &HeaderMap) -> Result<(Principal,
         let msg = "this server serves a pinned lake version and takes no events";
         return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, Code::NotReady, msg));
     };
-    if stream.backlog() >= state.settings.max_stream_backlog {
+    if stream.backlog() >= state.settings.max_stream_backlog
+        || stream.backlog_bytes() >= state.settings.max_stream_backlog_bytes
+    {
         return Err(busy("ingest backlog full: retry shortly"));
     }
     Ok((principal, stream.clone()))
