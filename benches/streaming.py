@@ -37,13 +37,19 @@ async def client(session, url, headers, phase, cid, batch, until, counts):
     while time.monotonic() < until:
         body = "\n".join(commission(phase, cid, n + i) for i in range(batch))
         n += batch
-        async with session.post(f"{url}/ingest/events", data=body, headers=headers) as r:
-            out = await r.json()
-            if r.status == 200:
-                counts["accepted"] += out["accepted"]
-            else:
-                counts[f"http_{r.status}"] += 1
-                await asyncio.sleep(float(r.headers.get("Retry-After", "1")))
+        try:
+            async with session.post(f"{url}/ingest/events", data=body, headers=headers) as r:
+                out = await r.json()
+                if r.status == 200:
+                    counts["accepted"] += out["accepted"]
+                else:
+                    counts[f"http_{r.status}"] += 1
+                    await asyncio.sleep(float(r.headers.get("Retry-After", "1")))
+        except aiohttp.ClientError:
+            # A refusal the client could not read (the connection closed
+            # while it was sending): counted, and retried after a pause.
+            counts["connection_error"] += 1
+            await asyncio.sleep(1)
 
 
 async def prober(session, url, headers, until, latencies):

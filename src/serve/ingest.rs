@@ -10,6 +10,7 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 
 use super::guard::{self, ApiError};
 use super::request;
@@ -32,8 +33,8 @@ pub async fn events(State(state): State<Arc<AppState>>, headers: HeaderMap, body
 }
 
 async fn accept(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Response, ApiError> {
-    let (principal, stream) = admit(state, headers)?;
-    let text = read_text(state, headers, body).await?;
+    let (principal, stream, body) = admit(state, headers, body).await?;
+    let text = utf8(body)?;
     match stream.accept(&principal.tenant_id, &text).await {
         Ok(accepted) => Ok(Json(accepted).into_response()),
         Err(e) => Err(log_failed(e)),
@@ -58,12 +59,12 @@ pub async fn ams(
 }
 
 async fn accept_ams(state: &AppState, source: &str, headers: &HeaderMap, body: Body) -> Result<Response, ApiError> {
-    let (principal, stream) = admit(state, headers)?;
+    let (principal, stream, body) = admit(state, headers, body).await?;
     let Some(adapter) = ams::adapter(source) else {
         let msg = format!("no AMS source '{source}': one of {}", ams::source_names());
         return Err(ApiError::not_found(msg));
     };
-    let text = read_text(state, headers, body).await?;
+    let text = utf8(body)?;
     let payloads = ams::split_payloads(&text).map_err(ApiError::bad_input)?;
     let payloads = payloads.into_iter().map(str::to_string).collect();
     match ams::ingest(&stream, adapter, &principal.tenant_id, payloads).await {
@@ -72,27 +73,34 @@ async fn accept_ams(state: &AppState, source: &str, headers: &HeaderMap, body: B
     }
 }
 
-/// The steps every ingest door takes before reading its body: the
-/// credential with `ingest:write` (401/403/429), a streaming writer (503
-/// on a pinned version), and room in the backlog (503 with `Retry-After`).
-pub(super) fn admit(state: &AppState, headers: &HeaderMap) -> Result<(Principal, Arc<Stream>), ApiError> {
+/// The steps every ingest door takes: the credential with `ingest:write`
+/// (401/403/429), a streaming writer (503 on a pinned version), the body
+/// within the ingest limit (413), and room in the backlog (503 with
+/// `Retry-After`). The body is read before the backlog is checked: a
+/// client still sending when the answer comes would see its connection
+/// reset instead of the 503 and its `Retry-After`.
+pub(super) async fn admit(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(Principal, Arc<Stream>, Bytes), ApiError> {
     let principal = guard::authorize(state, headers, INGEST_WRITE, &state.ingest_limiter)?;
     let Some(stream) = state.stream.get() else {
         let msg = "this server serves a pinned lake version and takes no events";
         return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, Code::NotReady, msg));
     };
+    let body = request::read_body(headers, body, state.settings.max_ingest_bytes).await?;
     if stream.backlog() >= state.settings.max_stream_backlog
         || stream.backlog_bytes() >= state.settings.max_stream_backlog_bytes
     {
         return Err(busy("ingest backlog full: retry shortly"));
     }
-    Ok((principal, stream.clone()))
+    Ok((principal, stream.clone(), body))
 }
 
-/// The body within the ingest limit (413) as UTF-8 text.
-async fn read_text(state: &AppState, headers: &HeaderMap, body: Body) -> Result<String, ApiError> {
-    let bytes = request::read_body(headers, body, state.settings.max_ingest_bytes).await?;
-    String::from_utf8(Vec::from(bytes)).map_err(|_| ApiError::bad_input("the body must be UTF-8 JSON"))
+/// An ingest body as UTF-8 text.
+fn utf8(body: Bytes) -> Result<String, ApiError> {
+    String::from_utf8(Vec::from(body)).map_err(|_| ApiError::bad_input("the body must be UTF-8 JSON"))
 }
 
 /// 503 with `Retry-After: 1`.

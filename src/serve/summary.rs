@@ -24,7 +24,6 @@ use serde_json::json;
 
 use super::guard::{self, Admitted, ApiError};
 use super::ingest;
-use super::request;
 use super::state::AppState;
 use crate::auth::ANALYTICS_READ;
 use crate::contract::summary::{Month, Refused, Summary, Warning, codes};
@@ -102,9 +101,8 @@ fn refused(r: Refused) -> ApiError {
 }
 
 async fn import_summary(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Response, ApiError> {
-    let (principal, stream) = ingest::admit(state, headers)?;
+    let (principal, stream, bytes) = ingest::admit(state, headers, body).await?;
     let tenant = principal.tenant_id;
-    let bytes = request::read_body(headers, body, state.settings.max_ingest_bytes).await?;
     let text = std::str::from_utf8(&bytes)
         .map_err(|_| ApiError::bad_input_because(codes::MALFORMED_BODY, "the body must be UTF-8 JSON", json!({})))?;
     let summary = Summary::parse(text, &tenant).map_err(refused)?;

@@ -398,6 +398,22 @@ async fn micro_batches_keep_the_rollups_equal_to_a_full_build() {
     // rounds 1, 2, 4 and 5 updated it; round 3 rebuilt it.
     assert_eq!(stream.cache().rollup_updates(), 4);
 
+    // A version that changes no fact (an agency renamed) keeps the state
+    // for the next one: the commission commit after it updates, not rebuilds.
+    let renamed = json!({ "agency_id": agencies[0], "name": "Renamed Agency" });
+    stream.accept(&tenant, &event("renamed", "agency.upserted", &at(&mut n), renamed)).await.unwrap();
+    assert!(stream.commit_once().await.unwrap().is_some(), "the rename publishes");
+    let policy = &policies[7];
+    let data = json!({ "commission_id": "C-after-rename", "policy_id": policy["policy_id"],
+        "agent_id": policy["agent_id"], "carrier_id": policy["carrier_id"], "transaction_date": "2025-07-01",
+        "kind": "new", "premium_amount": "700.00", "commission_rate": "0.10", "gross_commission": "70.00",
+        "agent_commission": "0.00", "agency_commission": "70.00" });
+    stream.accept(&tenant, &event("after-rename", "commission.upserted", &at(&mut n), data)).await.unwrap();
+    assert!(stream.commit_once().await.unwrap().is_some());
+    let (stored, rebuilt) = stored_and_rebuilt_rollups(&lake, &tenant).await;
+    assert_eq!(stored, rebuilt, "after the rename");
+    assert_eq!(stream.cache().rollup_updates(), 5);
+
     // The writer's compaction: every partition of 2 files or more becomes
     // one file, the stream's position is kept, and the next commits go on
     // (the first rebuilds the rollups, as after any other writer).
@@ -422,7 +438,7 @@ async fn micro_batches_keep_the_rollups_equal_to_a_full_build() {
         let (stored, rebuilt) = stored_and_rebuilt_rollups(&lake, &tenant).await;
         assert_eq!(stored, rebuilt, "after compaction, commit {i}");
     }
-    assert_eq!(stream.cache().rollup_updates(), 5);
+    assert_eq!(stream.cache().rollup_updates(), 6);
     // The renewals landed: 6 new terms, each old term renewed.
     let renewed = "SELECT count(*) FROM policies WHERE policy_id LIKE 'R-%' AND renewal_of IS NOT NULL";
     assert_eq!(crate::helpers::count(&lake, &tenant, renewed).await, 6);
@@ -948,4 +964,39 @@ async fn batch_runs_and_micro_batches_commit_concurrently_and_every_version_is_w
     let ours = "SELECT count(*) FROM commissions WHERE commission_id LIKE 'B-%' OR commission_id LIKE 'S-%'";
     assert_eq!(crate::helpers::count(&lake, "t1", ours).await as u64, runs * RUN_ROWS + requests * REQUEST_EVENTS);
     assert_eq!(lake.latest().await.unwrap().txns.get(STREAM_APP), Some(&last_seq));
+}
+
+/// A client that writes its whole body before it reads the answer (as many
+/// webhook senders do) gets the backlog's 503 and its `Retry-After`, not a
+/// connection reset: the door reads the body before it refuses.
+#[tokio::test]
+async fn a_full_backlog_is_answered_503_after_the_body_is_read() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::spawn_with(|s| cip::config::ServeSettings {
+        max_stream_backlog_bytes: 0,
+        max_ingest_bytes: 16 << 20,
+        ..s
+    })
+    .await;
+    let token = TestApp::token("t1", &["ingest:write"]);
+    // 8 MiB of events: far more than the socket buffers hold, so a server
+    // that answered without reading would reset the connection mid-body.
+    let line = event("e", "agency.upserted", "2025-06-10T12:00:00Z", json!({ "agency_id": "G9", "name": "x" }));
+    let body = vec![line.as_str(); (8 << 20) / (line.len() + 1)].join("\n");
+    let addr = app.url.trim_start_matches("http://");
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /ingest/events HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/x-ndjson\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    conn.write_all(body.as_bytes()).await.expect("the whole body is taken");
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).await.unwrap();
+    let status = answer.lines().next().unwrap();
+    assert_eq!(status, "HTTP/1.1 503 Service Unavailable");
+    assert!(answer.to_ascii_lowercase().contains("\r\nretry-after: 1\r\n"), "{answer}");
+    assert!(answer.contains(r#""code":"RATE_LIMITED""#), "{answer}");
+    assert_eq!(app.state.stream.get().unwrap().logged(), 0, "nothing was logged");
 }
