@@ -220,6 +220,10 @@ pub async fn ingest(landing: &Location, lake: &Location, opts: &IngestOptions) -
     .await?;
     let (mut resolution, base_version) = resolution;
     if let (Some(cache), Some(v)) = (cache, version.filter(|_| resolution.tables.is_some())) {
+        // States left at the base belong to tenants whose facts this
+        // version did not change: they hold for it too (otherwise a commit
+        // of agencies alone would cost the next one a full rebuild).
+        cache.advance_rollups(base_version, v);
         for (tenant, state) in std::mem::take(&mut resolution.states) {
             cache.keep_rollups(tenant, v, state);
         }

@@ -82,6 +82,16 @@ impl WriterCache {
         self.rollups.lock().expect("rollup states").insert(tenant, (version, state));
     }
 
+    /// Every state kept for version `from` now stands for `to`: a version
+    /// that changed no fact of their tenants.
+    pub fn advance_rollups(&self, from: u64, to: u64) {
+        for (v, _) in self.rollups.lock().expect("rollup states").values_mut() {
+            if *v == from {
+                *v = to;
+            }
+        }
+    }
+
     pub fn record_update(&self) {
         self.updates.fetch_add(1, Ordering::Relaxed);
     }
