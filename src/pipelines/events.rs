@@ -3,7 +3,7 @@
 //! logged, with the batch pipeline's reject codes, and kept in the
 //! write-ahead log in a normalised form ([`LoggedEvent`]).
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
@@ -99,11 +99,16 @@ pub struct EventReject {
 /// Checks events for one tenant.
 pub struct EventChecker {
     parsers: Vec<RowParser>,
+    /// Each entity's column names, in `Entity::ALL` order.
+    names: Vec<Vec<&'static str>>,
 }
 
 impl Default for EventChecker {
     fn default() -> Self {
-        EventChecker { parsers: Entity::ALL.into_iter().map(RowParser::new).collect() }
+        EventChecker {
+            parsers: Entity::ALL.into_iter().map(RowParser::new).collect(),
+            names: Entity::ALL.into_iter().map(|e| e.columns().iter().map(|c| c.name).collect()).collect(),
+        }
     }
 }
 
@@ -142,43 +147,59 @@ impl EventChecker {
         })?;
         let at = at.with_timezone(&Utc);
         let data = env.data.ok_or_else(|| refuse(reject(RejectCode::MissingValue, "data is required")))?;
-        let mut row: BTreeMap<String, Box<RawValue>> = serde_json::from_str(data.get())
+        // Only the fields the event type defines are kept: an unknown field
+        // could hold a nested value with line breaks in its raw text, which
+        // would split the event's line in the log.
+        let names: &[&str] = match kind {
+            EventKind::Upserted(entity) => self.names(entity),
+            EventKind::Cancelled => &CANCELLATION_FIELDS,
+        };
+        let fields = source::json_fields(data.get(), |k| names.iter().position(|n| *n == k))
             .map_err(|_| refuse(reject(RejectCode::MalformedRecord, "data must be a JSON object")))?;
-        match row.get("tenant_id").map(|v| serde_json::from_str::<String>(v.get())) {
+        // Every field list starts with the tenant.
+        match fields[0].map(|v| serde_json::from_str::<String>(v.get())) {
             Some(Ok(t)) if t != tenant => {
                 let why = format!("data names tenant '{t}', not the credential's");
                 return Err(refuse(reject(RejectCode::TenantMismatch, why)));
             }
-            Some(Err(_)) => return Err(refuse(reject(RejectCode::MalformedRecord, "tenant_id must be a string"))),
+            Some(Err(_)) if fields[0].is_some_and(|v| v.get() != "null") => {
+                return Err(refuse(reject(RejectCode::MalformedRecord, "tenant_id must be a string")));
+            }
             _ => {}
         }
-        let tenant_json = RawValue::from_string(serde_json::to_string(tenant).expect("a string serialises"));
-        row.insert("tenant_id".into(), tenant_json.expect("a serialised string is JSON"));
-        // Only the fields the event type defines are kept: an unknown
-        // field could hold a nested value with line breaks in its raw text,
-        // which would split the event's line in the log. (The kept ones are
-        // scalars: an object or array there is rejected below.)
-        let fields: Vec<&str> = match kind {
-            EventKind::Upserted(entity) => entity.columns().iter().map(|c| c.name).collect(),
-            EventKind::Cancelled => vec!["tenant_id", "policy_id", "cancellation_date"],
-        };
-        row.retain(|k, _| fields.contains(&k.as_str()));
-        if let Some((k, _)) = row.iter().find(|(_, v)| v.get().starts_with(['{', '['])) {
-            let why = format!("{k}: must be a string, not an object or array");
-            return Err(refuse(reject(RejectCode::MalformedRecord, why)));
+        let mut cells: [Option<Cow<str>>; MAX_COLUMNS] = Default::default();
+        for (i, name) in names.iter().enumerate().skip(1) {
+            cells[i] =
+                source::json_cell(name, fields[i]).map_err(|why| refuse(reject(RejectCode::MalformedRecord, why)))?;
         }
-        let data = RawValue::from_string(serde_json::to_string(&row).expect("raw values serialise"))
-            .expect("serialised JSON is JSON");
+        cells[0] = Some(Cow::Borrowed(tenant));
+        // The row as logged: the defined fields present, the tenant the
+        // credential's (the kept ones are scalars: checked just above).
+        let tenant_json = serde_json::to_string(tenant).expect("a string serialises");
+        let mut row = String::with_capacity(data.get().len() + tenant_json.len() + 16);
+        row.push_str("{\"tenant_id\":");
+        row.push_str(&tenant_json);
+        for (i, name) in names.iter().enumerate().skip(1) {
+            if let Some(v) = fields[i] {
+                row.push_str(",\"");
+                row.push_str(name);
+                row.push_str("\":");
+                row.push_str(v.get());
+            }
+        }
+        row.push('}');
+        let data = RawValue::from_string(row).expect("raw values of a JSON object, rejoined, are JSON");
         let mut key = None;
         match kind {
             EventKind::Upserted(entity) => {
-                key = Some(format!("{:032x}", self.check_row(entity, data.get()).map_err(refuse)?));
+                let cells: Vec<Option<&str>> = cells[..names.len()].iter().map(|c| c.as_deref()).collect();
+                key = Some(format!("{:032x}", self.key_of(entity, &cells).map_err(refuse)?));
             }
             EventKind::Cancelled => {
-                let text = |k: &str| row.get(k).and_then(|v| serde_json::from_str::<String>(v.get()).ok());
-                let policy = text("policy_id").map(|p| p.trim().to_string()).filter(|p| !p.is_empty());
+                let policy = cells[1].as_deref().map(str::trim).filter(|p| !p.is_empty());
                 policy.ok_or_else(|| refuse(reject(RejectCode::MissingValue, "policy_id is required")))?;
-                let date = text("cancellation_date")
+                let date = cells[2]
+                    .as_deref()
                     .ok_or_else(|| refuse(reject(RejectCode::MissingValue, "cancellation_date is required")))?;
                 if parse_date(date.trim()).is_none() {
                     let why = format!("cancellation_date: '{date}' is not a date YYYY-MM-DD");
@@ -201,16 +222,27 @@ impl EventChecker {
     /// Its key hash (the identity the latest event wins for).
     pub fn check_row(&self, entity: Entity, row: &str) -> Result<u128, Reject> {
         let owned = source::json_cells(row, entity).map_err(|(why, _)| reject(RejectCode::MalformedRecord, why))?;
-        let mut cells: [Option<&str>; MAX_COLUMNS] = [None; MAX_COLUMNS];
-        for (cell, v) in cells.iter_mut().zip(&owned) {
-            *cell = v.as_deref();
-        }
+        let cells: Vec<Option<&str>> = owned.iter().map(|c| c.as_deref()).collect();
+        self.key_of(entity, &cells)
+    }
+
+    /// The key hash of a row given as one cell per column, once it passes
+    /// the batch pipeline's rules.
+    fn key_of(&self, entity: Entity, cells: &[Option<&str>]) -> Result<u128, Reject> {
         let parser = self.parser(entity);
         let mut values = Vec::with_capacity(MAX_COLUMNS);
-        parser.parse(&cells[..entity.columns().len()], &mut values)?;
+        parser.parse(cells, &mut values)?;
         Ok(parser.key_hash(&values, &mut Vec::with_capacity(64)))
     }
+
+    /// The column names of `entity`, tenant first.
+    fn names(&self, entity: Entity) -> &[&'static str] {
+        &self.names[Entity::ALL.iter().position(|e| *e == entity).expect("every entity has names")]
+    }
 }
+
+/// The fields of a `policy.cancelled` event's data, tenant first.
+const CANCELLATION_FIELDS: [&str; 3] = ["tenant_id", "policy_id", "cancellation_date"];
 
 /// The events of a request body: one JSON object, or NDJSON (one object
 /// per line; blank lines skipped).

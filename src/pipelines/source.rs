@@ -2,7 +2,6 @@
 //! CSV or JSON Lines records into one optional cell per contract column.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Read};
 use std::sync::Arc;
 
@@ -338,29 +337,103 @@ pub fn read_jsonl<R: Read, E>(
     }
 }
 
-/// Cells of one JSON object. Strings are taken as they are; numbers by their
-/// literal text (never through a float); `null` is no value.
 /// Why a JSON line is not a record, and its tenant if it could be seen.
 pub(crate) type JsonLineError = (String, Option<String>);
 
-pub(crate) fn json_cells(text: &str, entity: Entity) -> Result<Vec<Option<Cow<'_, str>>>, JsonLineError> {
-    let obj: HashMap<String, &RawValue> =
-        serde_json::from_str(text).map_err(|e| (format!("not a JSON object: {e}"), None))?;
-    let tenant = obj.get("tenant_id").and_then(|v| serde_json::from_str::<String>(v.get()).ok());
-    entity
-        .columns()
-        .iter()
-        .map(|c| match obj.get(c.name).map(|v| v.get()) {
-            None | Some("null") => Ok(None),
-            Some(s) if s.starts_with('"') => serde_json::from_str::<String>(s)
-                .map(|v| Some(Cow::Owned(v)))
-                .map_err(|e| (format!("{}: bad string: {e}", c.name), tenant.clone())),
-            Some(s) if s.starts_with('{') || s.starts_with('[') => {
-                Err((format!("{}: must be a string, not an object or array", c.name), tenant.clone()))
+/// The raw JSON value of each wanted field of one JSON object, by the
+/// index `field` gives its name (`None`: not wanted). A repeated name keeps
+/// its last value. Nothing is allocated: a name is compared where it lies
+/// and a value is a slice of `text`, so a line costs one pass of the parser.
+pub(crate) fn json_fields(
+    text: &str,
+    field: impl Fn(&str) -> Option<usize>,
+) -> Result<[Option<&RawValue>; MAX_COLUMNS], serde_json::Error> {
+    use serde::de::DeserializeSeed;
+    let mut de = serde_json::Deserializer::from_str(text);
+    let fields = Fields(&field).deserialize(&mut de)?;
+    de.end()?;
+    Ok(fields)
+}
+
+struct Fields<'f, F>(&'f F);
+
+impl<'de, F: Fn(&str) -> Option<usize>> serde::de::DeserializeSeed<'de> for Fields<'_, F> {
+    type Value = [Option<&'de RawValue>; MAX_COLUMNS];
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de, F: Fn(&str) -> Option<usize>> serde::de::Visitor<'de> for Fields<'_, F> {
+    type Value = [Option<&'de RawValue>; MAX_COLUMNS];
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a map")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut out = [None; MAX_COLUMNS];
+        while let Some(i) = map.next_key_seed(FieldIndex(self.0))? {
+            let value: &'de RawValue = map.next_value()?;
+            if let Some(i) = i.filter(|i| *i < MAX_COLUMNS) {
+                out[i] = Some(value);
             }
-            Some(s) => Ok(Some(Cow::Borrowed(s))),
-        })
-        .collect()
+        }
+        Ok(out)
+    }
+}
+
+/// A key of the object, as the index of the field it names.
+struct FieldIndex<'f, F>(&'f F);
+
+impl<'de, F: Fn(&str) -> Option<usize>> serde::de::DeserializeSeed<'de> for FieldIndex<'_, F> {
+    type Value = Option<usize>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de, F: Fn(&str) -> Option<usize>> serde::de::Visitor<'de> for FieldIndex<'_, F> {
+    type Value = Option<usize>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a field name")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok((self.0)(v))
+    }
+}
+
+/// The index of `name` among `entity`'s columns.
+pub(crate) fn column_index(entity: Entity) -> impl Fn(&str) -> Option<usize> {
+    move |name| entity.columns().iter().position(|c| c.name == name)
+}
+
+/// One field's raw JSON value as a cell: a string's text (borrowed unless
+/// it has escapes), a number's literal text (never through a float), `null`
+/// or absent as no value; an object or array is refused.
+pub(crate) fn json_cell<'a>(name: &str, raw: Option<&'a RawValue>) -> Result<Option<Cow<'a, str>>, String> {
+    let Some(s) = raw.map(RawValue::get) else { return Ok(None) };
+    match s.as_bytes().first() {
+        _ if s == "null" => Ok(None),
+        Some(b'"') if !s.contains('\\') => Ok(Some(Cow::Borrowed(&s[1..s.len() - 1]))),
+        Some(b'"') => serde_json::from_str::<String>(s)
+            .map(|v| Some(Cow::Owned(v)))
+            .map_err(|e| format!("{name}: bad string: {e}")),
+        Some(b'{' | b'[') => Err(format!("{name}: must be a string, not an object or array")),
+        _ => Ok(Some(Cow::Borrowed(s))),
+    }
+}
+
+/// Cells of one JSON object, one per column of `entity`.
+pub(crate) fn json_cells(text: &str, entity: Entity) -> Result<Vec<Option<Cow<'_, str>>>, JsonLineError> {
+    let fields = json_fields(text, column_index(entity)).map_err(|e| (format!("not a JSON object: {e}"), None))?;
+    // Every entity's first column is its tenant.
+    let tenant = || json_cell("tenant_id", fields[0]).ok().flatten().map(Cow::into_owned);
+    entity.columns().iter().zip(fields).map(|(c, raw)| json_cell(c.name, raw).map_err(|why| (why, tenant()))).collect()
 }
 
 #[cfg(test)]
@@ -456,6 +529,28 @@ mod tests {
                 (3, "[Some(\"t1\"), Some(\"12.50\"), Some(\"X\")]".to_string()),
                 (4, "malformed".to_string()),
             ]
+        );
+    }
+
+    #[test]
+    fn json_fields_borrow_plain_strings_unescape_the_others_and_keep_the_last_repeat() {
+        let text =
+            r#"{"name":"A \"B\"","x":{"deep":[1,{"name":"no"}]},"carrier_id":"K1","tenant_id":"t1","carrier_id":"K2"}"#;
+        let cells = json_cells(text, Entity::Carriers).unwrap();
+        assert_eq!(cells, vec![Some("t1".into()), Some("K2".into()), Some("A \"B\"".into())]);
+        assert!(matches!(cells[1], Some(Cow::Borrowed(_))), "a string without escapes is not copied");
+        assert!(matches!(cells[2], Some(Cow::Owned(_))));
+        // A nested value in a column names the column and the line's tenant.
+        let (why, tenant) = json_cells(r#"{"tenant_id":"t9","name":{"a":1}}"#, Entity::Carriers).unwrap_err();
+        assert_eq!((why.as_str(), tenant.as_deref()), ("name: must be a string, not an object or array", Some("t9")));
+        let (why, tenant) = json_cells("[1,2]", Entity::Carriers).unwrap_err();
+        assert_eq!(why, "not a JSON object: invalid type: sequence, expected a map at line 1 column 0");
+        assert_eq!(tenant, None);
+        assert!(
+            json_cells(r#"{"tenant_id":"t1"} x"#, Entity::Carriers)
+                .unwrap_err()
+                .0
+                .starts_with("not a JSON object: trailing")
         );
     }
 }
