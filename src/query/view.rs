@@ -3,10 +3,12 @@
 //! agents and carriers (loaded once per snapshot).
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::error::Result;
+use datafusion::execution::cache::cache_manager::CacheManagerConfig;
+use datafusion::execution::cache::default_cache::DefaultCache;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
@@ -79,6 +81,8 @@ pub struct TenantView {
     pub version: u64,
     pub session: SessionContext,
     directory: tokio::sync::OnceCell<Arc<Directory>>,
+    /// The tenant's file paths per table, as registered.
+    files: HashMap<String, Vec<String>>,
 }
 
 impl TenantView {
@@ -86,19 +90,36 @@ impl TenantView {
     /// files of `tenant`, so every query through it is scoped by
     /// construction.
     pub async fn open(lake: &Location, manifest: &Manifest, tenant: &str, limits: SessionLimits) -> Result<Self> {
-        let runtime = RuntimeEnvBuilder::new().with_memory_limit(limits.memory_bytes, 1.0).build_arc()?;
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_limit(limits.memory_bytes, 1.0)
+            .with_cache_manager(shared_caches().clone())
+            .build_arc()?;
         let config = SessionConfig::new()
             .with_target_partitions(limits.target_partitions)
             .with_information_schema(false)
             .with_extension(Arc::new(QueryCounter::default()));
         let session = SessionContext::new_with_config_rt(config, runtime);
         register_snapshot(&session, lake, manifest, &Scope::Tenant(tenant.to_string())).await?;
+        let files = manifest
+            .tables
+            .iter()
+            .map(|(t, files)| {
+                let paths = files.iter().filter(|f| f.tenant_id == tenant).map(|f| f.path.clone()).collect();
+                (t.clone(), paths)
+            })
+            .collect();
         Ok(TenantView {
             tenant: tenant.to_string(),
             version: manifest.version,
             session,
             directory: tokio::sync::OnceCell::new(),
+            files,
         })
+    }
+
+    /// The tenant's files of `table` (none if the table has none).
+    fn paths(&self, table: &str) -> &[String] {
+        self.files.get(table).map(Vec::as_slice).unwrap_or_default()
     }
 
     pub async fn directory(&self) -> Result<Arc<Directory>> {
@@ -106,16 +127,48 @@ impl TenantView {
     }
 
     /// Load the directory and read every table's Parquet footers once, so
-    /// that they sit in the session's metadata cache before the first real
-    /// query.
-    pub async fn warm(&self) -> Result<()> {
+    /// that they sit in the metadata cache before the first real query.
+    /// What the tenant's `previous` view already did for the same files is
+    /// not done again (a streaming commit changes a table or two): its
+    /// directory is taken over, and only changed tables are read.
+    pub async fn warm(&self, previous: Option<&TenantView>) -> Result<()> {
+        let same = |table: &str| previous.is_some_and(|p| p.paths(table) == self.paths(table));
+        if let Some(p) = previous
+            && ["agencies", "agents", "carriers"].into_iter().all(same)
+            && let Some(d) = p.directory.get()
+        {
+            let _ = self.directory.set(d.clone());
+        }
         self.directory().await?;
         let names = self.session.catalog("datafusion").and_then(|c| c.schema("public")).map(|s| s.table_names());
-        for table in names.unwrap_or_default() {
+        for table in names.unwrap_or_default().into_iter().filter(|t| !same(t)) {
             self.session.sql(&format!("select count(*) from \"{table}\"")).await?.collect().await?;
         }
         Ok(())
     }
+}
+
+/// Bytes of Parquet footers, and of file statistics, kept for all views.
+const FOOTER_CACHE_BYTES: usize = 64 << 20;
+const STATISTICS_CACHE_BYTES: usize = 32 << 20;
+
+/// Footers and file statistics shared by every view of the process, so a
+/// view of the next version (one per commit while events stream in) reads
+/// only the files new in it instead of every file of its tenant. Sharing is
+/// safe: a lake file never changes once written (a rewrite is a new path,
+/// and DataFusion also checks size and modification time), and a view asks
+/// only for the paths of its own tenant's files.
+fn shared_caches() -> &'static CacheManagerConfig {
+    static CACHES: OnceLock<CacheManagerConfig> = OnceLock::new();
+    CACHES.get_or_init(|| {
+        CacheManagerConfig::default()
+            .with_file_metadata_cache(Some(Arc::new(DefaultCache::new(FOOTER_CACHE_BYTES).with_name("cip footers"))))
+            .with_metadata_cache_limit(FOOTER_CACHE_BYTES)
+            .with_file_statistics_cache(Some(Arc::new(
+                DefaultCache::new(STATISTICS_CACHE_BYTES).with_name("cip file statistics"),
+            )))
+            .with_file_statistics_cache_limit(STATISTICS_CACHE_BYTES)
+    })
 }
 
 fn strings(b: &RecordBatch, col: usize) -> Vec<Option<String>> {

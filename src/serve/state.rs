@@ -206,6 +206,7 @@ impl AppState {
             (None, None) => snapshot::latest_version(&self.lake).await?,
         };
         if let Some(version) = latest.filter(|v| Some(*v) != served) {
+            let started = std::time::Instant::now();
             let manifest = snapshot::read(&self.lake, version).await?;
             let manifest = Arc::new(manifest);
             let industry = Arc::new(Industry::new(self.lake.clone(), manifest.clone(), self.settings.session_limits()));
@@ -225,7 +226,7 @@ impl AppState {
             self.stats.snapshot_version.store(version, Ordering::Relaxed);
             self.served.send_replace(version);
             self.stats.snapshot_swaps.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(version, "serving snapshot");
+            tracing::info!(version, ms = started.elapsed().as_millis() as u64, "serving snapshot");
         }
         Ok(self.version())
     }
@@ -243,10 +244,15 @@ impl AppState {
     ) -> SingleFlight<String, Arc<TenantView>> {
         const WARM_TENANTS: usize = 64;
         let views = SingleFlight::new(MAX_TENANT_VIEWS);
+        // Views of the previous version, by tenant: kept as they are when
+        // the tenant's files did not change, else what a new one builds on.
+        let mut before: HashMap<String, Arc<TenantView>> = HashMap::new();
         if let Some(p) = previous {
             for (tenant, view) in p.views.ready() {
                 if manifest.tenant_paths(&tenant) == p.manifest.tenant_paths(&tenant) {
                     views.insert(tenant, view);
+                } else {
+                    before.insert(tenant, view);
                 }
             }
         }
@@ -260,7 +266,7 @@ impl AppState {
         for (_, tenant) in tenants.into_iter().take(WARM_TENANTS).filter(|(_, t)| !kept.contains(t)) {
             match TenantView::open(&self.lake, manifest, &tenant, self.settings.session_limits()).await {
                 Ok(v) => {
-                    if let Err(e) = v.warm().await {
+                    if let Err(e) = v.warm(before.get(&tenant).map(Arc::as_ref)).await {
                         tracing::warn!(%tenant, error = %e, "warming the tenant view failed");
                     }
                     views.insert(tenant, Arc::new(v));
