@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use arrow::array::{Array, BooleanArray};
@@ -206,11 +206,15 @@ pub async fn ingest(landing: &Location, lake: &Location, opts: &IngestOptions) -
     let op = snapshot::Operation { name, run_id: &run_id, data_change: true, txn };
     let mut attempt = 0u32;
     let cache = opts.cache.as_ref();
+    // Time spent resolving (the rest of the commit is the publish itself).
+    let resolve_ms = AtomicU64::new(0);
     let (version, resolution) = snapshot::commit(lake, op, |base| {
         attempt += 1;
-        let (partitions, run_id) = (&partitions, &run_id);
+        let (partitions, run_id, resolve_ms) = (&partitions, &run_id, &resolve_ms);
         async move {
+            let t = Instant::now();
             let r = resolve_all(lake, &base, partitions, run_id, attempt, cache, opts.stamps.as_ref()).await?;
+            resolve_ms.fetch_add(t.elapsed().as_millis() as u64, Ordering::Relaxed);
             if r.tables.is_some() && fail_before_publish {
                 return Err(IngestError::Injected("before publish"));
             }
@@ -241,7 +245,8 @@ pub async fn ingest(landing: &Location, lake: &Location, opts: &IngestOptions) -
     let changed = resolution.tables.is_some();
     if changed {
         let commit_ms = started.elapsed().as_millis() as u64 - staged_ms;
-        tracing::info!(version = ?version, staged_ms, commit_ms, "lake version published");
+        let resolve_ms = resolve_ms.load(Ordering::Relaxed);
+        tracing::info!(version = ?version, staged_ms, commit_ms, resolve_ms, "lake version published");
     }
 
     let duration = started.elapsed();
@@ -304,6 +309,7 @@ async fn resolve_all(
     let mut kept_parts = BTreeSet::new();
     // Rows replaced and landed, per tenant, for kept rollup states.
     let mut changes: BTreeMap<String, Changes> = BTreeMap::new();
+    let started = Instant::now();
     // Resolving hashes every staged key: CPU work, so the partitions resolve
     // two at a time on blocking threads (in order, applied below one by one).
     let resolved: Vec<(Vec<DataFile>, resolve::Resolution)> = futures::stream::iter(partitions.keys())
@@ -323,6 +329,7 @@ async fn resolve_all(
         .buffered(2)
         .try_collect()
         .await?;
+    let keys_ms = started.elapsed().as_millis() as u64;
     for (((entity, tenant), parts), (old, res)) in partitions.iter().zip(resolved) {
         add_counts(upserts.entry(*entity).or_default(), res.counts);
         // Only a writer that keeps rollup states needs the rows themselves.
@@ -389,6 +396,8 @@ async fn resolve_all(
         files.retain(|f| &f.tenant_id != tenant);
         files.extend(live);
     }
+    let written_ms = started.elapsed().as_millis() as u64 - keys_ms;
+    tracing::debug!(keys_ms, written_ms, "partitions resolved");
     let mut stale = rollups::stale_tenants(&tables, &facts_changed);
     let mut states = Vec::new();
     let rollup_run = format!("{run_id}-a{attempt}");

@@ -84,21 +84,34 @@ pub enum StreamError {
     Snapshot(#[from] snapshot::SnapshotError),
 }
 
-/// Bounded memory of recently accepted event ids, per tenant.
+/// Bounded memory of recently accepted event ids, per tenant: a 128-bit
+/// hash of (tenant, id) each, so that checking a batch allocates nothing.
+/// (Two distinct ids share a hash with a chance of about 2^-88 among a
+/// million remembered; a false repeat would be answered `duplicate`.)
 #[derive(Default)]
 struct RecentIds {
-    order: VecDeque<(String, String)>,
-    seen: std::collections::HashSet<(String, String)>,
+    order: VecDeque<u128>,
+    seen: std::collections::HashSet<u128, std::hash::BuildHasherDefault<super::stage::KeyHasher>>,
 }
 
 impl RecentIds {
-    fn contains(&self, tenant: &str, id: &str) -> bool {
-        self.seen.contains(&(tenant.to_string(), id.to_string()))
+    fn id(tenant: &str, id: &str) -> u128 {
+        // Tenant ids are safe directory names (never a NUL, at most 64
+        // bytes) and event ids at most 200 bytes: the pair fits on the stack.
+        let mut buf = [0u8; 320];
+        let (t, i) = (tenant.as_bytes(), id.as_bytes());
+        let n = t.len() + 1 + i.len();
+        if n > buf.len() {
+            return xxhash_rust::xxh3::xxh3_128(format!("{tenant}\0{id}").as_bytes());
+        }
+        buf[..t.len()].copy_from_slice(t);
+        buf[t.len() + 1..n].copy_from_slice(i);
+        xxhash_rust::xxh3::xxh3_128(&buf[..n])
     }
 
     fn insert(&mut self, tenant: &str, id: &str) {
-        let k = (tenant.to_string(), id.to_string());
-        if self.seen.insert(k.clone()) {
+        let k = Self::id(tenant, id);
+        if self.seen.insert(k) {
             self.order.push_back(k);
             if self.order.len() > RECENT_IDS
                 && let Some(old) = self.order.pop_front()
@@ -234,8 +247,8 @@ impl Stream {
         for (index, text) in split_body(body).into_iter().enumerate() {
             match self.checker.check(text, tenant) {
                 Ok(e) => {
-                    let repeat = !in_request.insert(e.event_id.clone())
-                        || self.recent.lock().expect("recent ids").contains(tenant, &e.event_id);
+                    let id = RecentIds::id(tenant, &e.event_id);
+                    let repeat = !in_request.insert(id) || self.recent.lock().expect("recent ids").seen.contains(&id);
                     let status = if repeat { "duplicate" } else { "accepted" };
                     results.push(EventOutcome {
                         index,
