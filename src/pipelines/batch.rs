@@ -26,6 +26,7 @@ use crate::contract::{Entity, ROW_HASH_COLUMN, STAMP_AT_COLUMN, STAMP_ID_COLUMN}
 use crate::lake::snapshot::{self, SnapshotError, Tables};
 use crate::lake::{self, DataFile, Location, Manifest, RUNS_DIR, parquet_io};
 
+use super::key_index::{KeyIndex, Touched};
 use super::resolve::{self, PartitionStamps, StoredRows, UpsertCounts};
 use super::rollups;
 use super::source;
@@ -315,15 +316,32 @@ async fn resolve_all(
     let resolved: Vec<(Vec<DataFile>, resolve::Resolution)> = futures::stream::iter(partitions.keys())
         .map(|(entity, tenant)| async move {
             let old: Vec<DataFile> = base.tenant_files(entity.name(), tenant).cloned().collect();
-            let stored = read_stored_keys(lake, *entity, &old, cache).await?;
             let (all, key) = (partitions.clone(), (*entity, tenant.clone()));
+            // A writer's key index names the files that hold a staged key;
+            // the others stay as they are without being read.
+            let wanted = match cache {
+                Some(c) => touched_files(lake, &old, partitions.clone(), key.clone(), c).await?,
+                None => None,
+            };
+            let read: Vec<DataFile> = match &wanted {
+                Some(ix) => ix.iter().map(|i| old[*i].clone()).collect(),
+                None => old.clone(),
+            };
+            let stored = read_stored_keys(lake, *entity, &read, cache).await?;
             let stamps = stamps.and_then(|s| s.get(&key)).cloned();
-            let res = tokio::task::spawn_blocking(move || {
+            let mut res = tokio::task::spawn_blocking(move || {
                 let keys: Vec<&[(u128, u64)]> = all[&key].iter().map(|p| p.keys.as_slice()).collect();
                 resolve::resolve(&keys, &stored, stamps.as_deref())
             })
             .await
             .map_err(|e| IngestError::Write(format!("resolving task failed: {e}")))?;
+            if let Some(ix) = wanted {
+                let mut masks = vec![None; old.len()];
+                for (i, mask) in ix.into_iter().zip(std::mem::take(&mut res.stored)) {
+                    masks[i] = mask;
+                }
+                res.stored = masks;
+            }
             Ok::<_, IngestError>((old, res))
         })
         .buffered(2)
@@ -478,6 +496,63 @@ fn progress_bar(show: bool, total_bytes: u64) -> ProgressBar {
             .progress_chars("=> "),
     );
     pb
+}
+
+/// The positions in `files` (a partition's stored files) of those that hold
+/// a key of `parts`, from the writer's key index of the partition, brought
+/// to exactly `files` first; `None` when every file must be read (the
+/// partition is not indexed, or a fingerprint is shared).
+async fn touched_files(
+    lake: &Location,
+    files: &[DataFile],
+    partitions: Arc<Partitions>,
+    (entity, tenant): (Entity, String),
+    cache: &Arc<WriterCache>,
+) -> Result<Option<Vec<usize>>, IngestError> {
+    let mut idx = cache.take_index(entity, &tenant);
+    if idx.unindexed {
+        cache.keep_index(entity, &tenant, idx);
+        return Ok(None);
+    }
+    let (added, removed) = idx.diff(files);
+    let mut added: Vec<DataFile> = added.into_iter().cloned().collect();
+    let mut gone = Vec::new();
+    // Most files gone (a compaction): build afresh rather than take each out.
+    if !removed.is_empty() && removed.len() * 2 >= idx.files() {
+        idx = KeyIndex::default();
+        added = files.to_vec();
+    } else if !removed.is_empty() {
+        let as_file = |path: &String| DataFile { path: path.clone(), tenant_id: tenant.clone(), rows: 0, bytes: 0 };
+        let old: Vec<DataFile> = removed.iter().map(as_file).collect();
+        match read_stored_keys(lake, entity, &old, Some(cache)).await {
+            Ok(rows) => gone = removed.into_iter().zip(rows).collect(),
+            // A file no longer readable (vacuumed): build afresh.
+            Err(e) => {
+                tracing::info!(error = %e, "a file left the partition unreadable: its key index is built anew");
+                idx = KeyIndex::default();
+                added = files.to_vec();
+            }
+        }
+    }
+    let rows = read_stored_keys(lake, entity, &added, Some(cache)).await?;
+    let new: Vec<(String, Arc<StoredRows>)> = added.into_iter().map(|f| f.path).zip(rows).collect();
+    let files = files.to_vec();
+    let key = (entity, tenant.clone());
+    // Indexing a compacted partition hashes millions of keys: off the
+    // async threads.
+    let (idx, touched) = tokio::task::spawn_blocking(move || {
+        idx.apply(&gone, &new);
+        let staged = partitions[&key].iter().flat_map(|p| p.keys.iter().map(|(k, _)| k));
+        let touched = idx.touched(&files, staged);
+        (idx, touched)
+    })
+    .await
+    .map_err(|e| IngestError::Write(format!("key index task failed: {e}")))?;
+    cache.keep_index(entity, &tenant, idx);
+    Ok(match touched {
+        Touched::All => None,
+        Touched::Files(ix) => Some(ix.into_iter().collect()),
+    })
 }
 
 /// Keys, row hashes and stamps of a partition's stored files (only those

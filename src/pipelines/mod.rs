@@ -3,6 +3,7 @@
 pub mod ams;
 pub mod batch;
 pub mod events;
+pub mod key_index;
 pub mod resolve;
 pub mod rollups;
 pub mod source;

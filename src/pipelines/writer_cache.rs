@@ -14,16 +14,25 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use super::key_index::KeyIndex;
 use super::resolve::StoredRows;
+use crate::contract::Entity;
 use crate::query::rollups::TenantRollups;
 
 /// Bytes of stored keys, row hashes and stamps kept at most (24 bytes a
-/// row, plus ~40 for a streamed row's stamp): some 10–20 M rows.
-const KEY_BYTES: u64 = 512 << 20;
+/// row, plus ~40 for a streamed row's stamp): the files a writer reads
+/// again soon (those it just wrote, and those it rewrites).
+const KEY_BYTES: u64 = 128 << 20;
+
+/// Bytes of key indexes kept at most (about 20 bytes a key): some 25 M
+/// stored rows. Past it, a partition's index is dropped and its next
+/// commit reads every stored key again (and builds it anew).
+const INDEX_BYTES: u64 = 512 << 20;
 
 #[derive(Default)]
 pub struct WriterCache {
     keys: Mutex<KeyCache>,
+    indexes: Mutex<Indexes>,
     /// tenant → (version, state)
     rollups: Mutex<HashMap<String, (u64, TenantRollups)>>,
     /// Tenant rollups updated from a commit's rows (not rebuilt).
@@ -35,6 +44,10 @@ impl std::fmt::Debug for WriterCache {
         f.debug_struct("WriterCache").finish_non_exhaustive()
     }
 }
+
+/// (entity, tenant) → which file holds each key; and the bytes of all.
+#[derive(Default)]
+struct Indexes(HashMap<(Entity, String), KeyIndex>, u64);
 
 #[derive(Default)]
 struct KeyCache {
@@ -66,6 +79,33 @@ impl WriterCache {
                 c.bytes -= r.bytes();
             }
         }
+    }
+
+    /// Take the partition's key index out (a new one if none is kept).
+    pub fn take_index(&self, entity: Entity, tenant: &str) -> KeyIndex {
+        let mut m = self.indexes.lock().expect("key indexes");
+        match m.0.remove(&(entity, tenant.to_string())) {
+            Some(idx) => {
+                m.1 -= idx.bytes();
+                idx
+            }
+            None => KeyIndex::default(),
+        }
+    }
+
+    /// Keep the partition's index, unless the indexes would outgrow their
+    /// bound: then the partition is marked unindexed, and its commits read
+    /// every stored key (as a batch run does) instead of building it again.
+    pub fn keep_index(&self, entity: Entity, tenant: &str, idx: KeyIndex) {
+        let mut m = self.indexes.lock().expect("key indexes");
+        let idx = if m.1 + idx.bytes() > INDEX_BYTES {
+            tracing::warn!(entity = entity.name(), tenant, keys = idx.keys(), "key index over its bound: not kept");
+            KeyIndex::unindexed()
+        } else {
+            idx
+        };
+        m.1 += idx.bytes();
+        m.0.insert((entity, tenant.to_string()), idx);
     }
 
     /// Take the tenant's rollup state if it reflects `version` (a state of

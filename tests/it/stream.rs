@@ -1000,3 +1000,56 @@ async fn a_full_backlog_is_answered_503_after_the_body_is_read() {
     assert!(answer.contains(r#""code":"RATE_LIMITED""#), "{answer}");
     assert_eq!(app.state.stream.get().unwrap().logged(), 0, "nothing was logged");
 }
+
+/// Upserts that land in files written by earlier micro-batches, before and
+/// after a compaction: the writer finds the stored row through its key
+/// index, so every key stays exactly once with its latest amount. The
+/// figures are kept independently by the test (a map of id → amount).
+#[tokio::test]
+async fn upserts_find_rows_of_earlier_batches_through_the_key_index() {
+    let lake = TestLake::new();
+    let stream = Stream::open(lake.lake()).await.unwrap();
+    let mut model: std::collections::BTreeMap<String, i64> = std::collections::BTreeMap::new();
+    let mut n = 0u32;
+    let row = |id: &str, cents: i64| {
+        let amount = format!("{}.{:02}", cents / 100, cents % 100);
+        json!({ "commission_id": id, "policy_id": "P1", "agent_id": "A1", "carrier_id": "K1",
+            "transaction_date": "2025-06-10", "kind": "new", "premium_amount": "1000.00", "commission_rate": "0.10",
+            "gross_commission": amount, "agent_commission": "0.00", "agency_commission": amount })
+    };
+    for round in 0..8i64 {
+        let mut events = Vec::new();
+        let mut send = |id: String, cents: i64, model: &mut std::collections::BTreeMap<String, i64>| {
+            n += 1;
+            let at = format!("2026-01-01T00:{:02}:{:02}Z", n / 60, n % 60);
+            events.push(event(&format!("e{n}"), "commission.upserted", &at, row(&id, cents)));
+            model.insert(id, cents);
+        };
+        // 20 new rows, then changes to rows of the last round, of round 0
+        // (its file, or after the compaction the compacted one), and one
+        // re-sent unchanged.
+        for i in 0..20 {
+            send(format!("C-{round}-{i}"), 1000 + i, &mut model);
+        }
+        if round > 0 {
+            send(format!("C-{}-3", round - 1), 5000 + round, &mut model);
+            send(format!("C-0-{}", round), 7000 + round, &mut model);
+            let same = format!("C-{}-5", round - 1);
+            let cents = model[&same];
+            send(same, cents, &mut model);
+        }
+        let acked = stream.accept("t1", &events.join("\n")).await.unwrap();
+        assert_eq!(acked.accepted, events.len());
+        assert!(stream.commit_once().await.unwrap().is_some(), "round {round}");
+        if round == 4 {
+            assert!(stream.maintain(2).await.unwrap().is_some(), "the partition's files compacted");
+        }
+        let rows = crate::helpers::count(&lake, "t1", "SELECT count(*) FROM commissions").await;
+        let ids = crate::helpers::count(&lake, "t1", "SELECT count(DISTINCT commission_id) FROM commissions").await;
+        assert_eq!((rows, ids), (model.len() as i64, model.len() as i64), "round {round}: each key once");
+        let sql = "SELECT CAST(sum(gross_commission) * 100 AS BIGINT) FROM commissions";
+        let cents = crate::helpers::count(&lake, "t1", sql).await;
+        assert_eq!(cents, model.values().sum::<i64>(), "round {round}: the latest amounts");
+    }
+    assert_eq!(model.len(), 160);
+}
