@@ -128,6 +128,25 @@ pub use crate::lake::new_run_id;
 /// Ingest every file of `landing` into `lake`.
 #[tracing::instrument(skip_all, fields(landing = %landing.prefix, lake = %lake.prefix))]
 pub async fn ingest(landing: &Location, lake: &Location, opts: &IngestOptions) -> Result<IngestReport, IngestError> {
+    let run = stage(landing, lake, opts).await?;
+    publish(lake, run, opts).await
+}
+
+/// A run whose landing files are staged (parsed, validated, written as
+/// Parquet parts in the lake) and not yet resolved against any version:
+/// [`publish`] makes it a version. The streaming writer stages its next
+/// micro-batch while the previous one publishes.
+pub struct StagedRun {
+    run_id: String,
+    started: Instant,
+    staged_ms: u64,
+    entities: BTreeMap<String, EntityCounts>,
+    unreadable: Vec<UnreadableFile>,
+    partitions: Arc<Partitions>,
+}
+
+/// Stage every landing file of a run (see [`StagedRun`]).
+pub async fn stage(landing: &Location, lake: &Location, opts: &IngestOptions) -> Result<StagedRun, IngestError> {
     let started = Instant::now();
     let run_id = new_run_id();
     let files = source::list(landing).await.map_err(IngestError::Landing)?;
@@ -197,14 +216,21 @@ pub async fn ingest(landing: &Location, lake: &Location, opts: &IngestOptions) -
         }
     }
 
-    let partitions = Arc::new(partitions);
+    Ok(StagedRun { run_id, started, staged_ms, entities, unreadable, partitions: Arc::new(partitions) })
+}
+
+/// Resolve a staged run against the latest version and publish it.
+pub async fn publish(lake: &Location, run: StagedRun, opts: &IngestOptions) -> Result<IngestReport, IngestError> {
+    let StagedRun { run_id, started, staged_ms, mut entities, unreadable, partitions } = run;
     // Resolve upserts against the latest version and publish, on the one
     // commit path: if another writer publishes first, the resolution runs
     // again on top of its version (the staged parts are kept until then).
     let fail_before_publish = opts.fail == Some(FailPoint::BeforePublish);
     let txn = opts.txn.as_ref().map(|(app, seq)| (app.as_str(), *seq));
     let name = if txn.is_some() { "stream" } else { "ingest" };
-    let op = snapshot::Operation { name, run_id: &run_id, data_change: true, txn };
+    // The streaming writer (the one with a transaction) lives on.
+    let background_checkpoints = txn.is_some();
+    let op = snapshot::Operation { name, run_id: &run_id, data_change: true, txn, background_checkpoints };
     let mut attempt = 0u32;
     let cache = opts.cache.as_ref();
     // Time spent resolving (the rest of the commit is the publish itself).

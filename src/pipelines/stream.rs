@@ -314,6 +314,10 @@ impl Stream {
     /// many small partitions between commits at that interval.
     pub async fn run(self: Arc<Self>, on_commit: impl Fn(u64) + Send + Sync, maintain: Option<(Duration, usize)>) {
         let mut compacted = std::time::Instant::now();
+        // The next micro-batch, being prepared while the current publishes:
+        // reading, parsing and staging a batch takes about as long as
+        // resolving and publishing one, so the two overlap on two cores.
+        let mut ahead: Option<tokio::task::JoinHandle<Result<Option<Prepared>, StreamError>>> = None;
         loop {
             if let Some((every, min_files)) = maintain
                 && compacted.elapsed() >= every
@@ -325,14 +329,33 @@ impl Stream {
                     Err(e) => tracing::warn!(error = %e, "scheduled compaction failed; will try again"),
                 }
             }
-            if self.backlog() == 0 {
+            if ahead.is_none() && self.backlog() == 0 {
                 // Woken by an accept; the timeout also retries after errors.
                 let _ = tokio::time::timeout(Duration::from_secs(1), self.wake.notified()).await;
             }
-            match self.commit_once().await {
+            let prepared = match ahead.take() {
+                Some(next) => next.await.unwrap_or_else(|e| Err(StreamError::LogWrite(format!("preparing: {e}")))),
+                None => self.prepare(self.committed()).await,
+            };
+            let result = match prepared {
+                Ok(Some(batch)) => {
+                    if self.wal.durable_through() > batch.through {
+                        let (this, after) = (self.clone(), batch.through);
+                        ahead = Some(tokio::spawn(async move { this.prepare(after).await }));
+                    }
+                    self.publish(batch).await
+                }
+                Ok(None) => Ok(None),
+                Err(e) => Err(e),
+            };
+            match result {
                 Ok(Some(version)) => on_commit(version),
                 Ok(None) => {}
                 Err(e) => {
+                    // What was prepared ahead assumed this batch published.
+                    if let Some(next) = ahead.take() {
+                        next.abort();
+                    }
                     tracing::warn!(error = %e, "streaming commit failed; retrying");
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
@@ -359,7 +382,19 @@ impl Stream {
     /// Commit every durable segment not yet committed as one lake version;
     /// the version published, if any row changed.
     pub async fn commit_once(&self) -> Result<Option<u64>, StreamError> {
-        let after = self.committed();
+        match self.prepare(self.committed()).await? {
+            Some(batch) => self.publish(batch).await,
+            None => Ok(None),
+        }
+    }
+
+    /// The next micro-batch after log sequence `after`: its segments read
+    /// (oldest first, up to [`BATCH_BYTES`]), each key's winning row staged
+    /// in the lake, events that cannot be applied put in the rejected
+    /// records. `None` when nothing durable follows `after`. It can run
+    /// while the batch ending at `after` publishes: only a cancellation of
+    /// a policy outside its own events waits for that version.
+    async fn prepare(&self, after: u64) -> Result<Option<Prepared>, StreamError> {
         let through = self.wal.durable_through();
         if through <= after {
             return Ok(None);
@@ -392,7 +427,7 @@ impl Stream {
         drop(reads);
         let read_ms = ms(started);
         let t = std::time::Instant::now();
-        let MicroBatch { landing, stamps, unapplied } = self.micro_batch(events).await?;
+        let MicroBatch { landing, stamps, unapplied } = self.micro_batch(events, after).await?;
         let batch_ms = ms(t);
         if !unapplied.is_empty() {
             self.write_rejects(&unapplied).await?;
@@ -404,18 +439,30 @@ impl Stream {
             ..IngestOptions::default()
         };
         let t = std::time::Instant::now();
-        let report = batch::ingest(&landing, &self.lake, &opts).await;
-        let ingest_ms = ms(t);
-        let t = std::time::Instant::now();
-        let report = match report {
-            Ok(r) => {
-                self.rebases.fetch_add(u64::from(r.attempts.saturating_sub(1)), Ordering::Relaxed);
-                Some(r)
-            }
+        let staged = match batch::stage(&landing, &self.lake, &opts).await {
+            Ok(run) => Some(run),
             // Every event of the range was stale or repeated: nothing to land.
             Err(IngestError::NoFiles(_)) => None,
             Err(e) => return Err(e.into()),
         };
+        tracing::debug!(after, through, read_ms, batch_ms, stage_ms = ms(t), "streaming micro-batch staged");
+        Ok(Some(Prepared { through, staged, opts }))
+    }
+
+    /// Publish a prepared micro-batch on top of the latest version and
+    /// move the log's committed position to its end.
+    async fn publish(&self, batch: Prepared) -> Result<Option<u64>, StreamError> {
+        let Prepared { through, staged, opts } = batch;
+        let started = std::time::Instant::now();
+        let report = match staged {
+            Some(run) => {
+                let r = batch::publish(&self.lake, run, &opts).await?;
+                self.rebases.fetch_add(u64::from(r.attempts.saturating_sub(1)), Ordering::Relaxed);
+                Some(r)
+            }
+            None => None,
+        };
+        let publish_ms = started.elapsed().as_millis() as u64;
         self.committed.send_replace(through);
         self.wal.committed_through(through);
         let published = report.filter(|r| r.published).and_then(|r| r.snapshot);
@@ -430,11 +477,8 @@ impl Stream {
         tracing::debug!(
             through,
             ?published,
-            read_ms,
-            batch_ms,
-            ingest_ms,
-            after_ms = ms(t),
-            total_ms = ms(started),
+            publish_ms,
+            total_ms = started.elapsed().as_millis() as u64,
             "streaming micro-batch committed"
         );
         Ok(published)
@@ -442,7 +486,7 @@ impl Stream {
 
     /// The winning row of every key the events touch, as an in-memory
     /// landing (one JSON Lines file per entity), and the winners' stamps.
-    async fn micro_batch(&self, mut events: Vec<LoggedEvent>) -> Result<MicroBatch, StreamError> {
+    async fn micro_batch(&self, mut events: Vec<LoggedEvent>, after: u64) -> Result<MicroBatch, StreamError> {
         events.sort_by(|a, b| (a.at_ms, &a.event_id).cmp(&(b.at_ms, &b.event_id)));
         // (entity, tenant, key) → (stamp, row)
         let mut rows: BTreeMap<(Entity, String, u128), (Stamp, String)> = BTreeMap::new();
@@ -472,6 +516,9 @@ impl Stream {
                         Some((_, row)) => Some(row.clone()),
                         None => {
                             if manifest.is_none() {
+                                // The batch before this one may still be
+                                // publishing: its policies must be seen.
+                                self.wait_committed(after).await;
                                 manifest = Some(snapshot::latest(&self.lake).await?.unwrap_or_else(Manifest::empty));
                             }
                             let m = manifest.as_ref().expect("just loaded");
@@ -578,6 +625,15 @@ impl Stream {
     }
 }
 
+/// A micro-batch staged and ready to publish.
+struct Prepared {
+    /// The highest log sequence it contains.
+    through: u64,
+    /// Its rows staged (`None`: nothing to land).
+    staged: Option<batch::StagedRun>,
+    opts: IngestOptions,
+}
+
 /// What one micro-batch makes of its events.
 struct MicroBatch {
     /// The winning rows, as an in-memory landing.
@@ -620,4 +676,54 @@ fn row_json(entity: Entity, batch: &arrow::record_batch::RecordBatch, row: usize
         m.insert(col.name.to_string(), serde_json::Value::String(text));
     }
     serde_json::Value::Object(m).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(id: &str, kind: &str, data: serde_json::Value) -> String {
+        serde_json::json!({ "event_id": id, "type": kind, "occurred_at": "2026-03-01T10:00:00Z", "data": data })
+            .to_string()
+    }
+
+    /// The writer prepares the next micro-batch while the previous one
+    /// publishes; a cancellation in it of a policy landed by the previous
+    /// batch waits for that version instead of calling the policy unknown.
+    #[tokio::test]
+    async fn a_batch_prepared_ahead_sees_the_policies_of_the_batch_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = crate::lake::store::open(dir.path().to_str().unwrap()).unwrap();
+        let stream = Stream::open(lake.clone()).await.unwrap();
+        let policy = serde_json::json!({ "policy_id": "P1", "policy_number": "N-1", "agency_id": "G1",
+            "agent_id": "A1", "carrier_id": "K1", "customer_id": "C1", "line_of_business": "auto",
+            "effective_date": "2026-01-01", "expiration_date": "2027-01-01", "premium": "1200.00", "status": "active" });
+        stream.accept("t1", &event("e1", "policy.upserted", policy)).await.unwrap();
+        let first = stream.prepare(0).await.unwrap().expect("the upsert's batch");
+        assert_eq!(first.through, 1);
+        let cancel = serde_json::json!({ "policy_id": "P1", "cancellation_date": "2026-02-01" });
+        stream.accept("t1", &event("e2", "policy.cancelled", cancel)).await.unwrap();
+        let ahead = {
+            let s = stream.clone();
+            tokio::spawn(async move { s.prepare(1).await })
+        };
+        // It cannot finish before the first batch is in a version.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!ahead.is_finished(), "the cancellation waits for the upsert's version");
+        assert!(stream.publish(first).await.unwrap().is_some());
+        let second = ahead.await.unwrap().unwrap().expect("the cancellation's batch");
+        assert_eq!(second.through, 2);
+        assert!(stream.publish(second).await.unwrap().is_some());
+        let m = snapshot::latest(&lake).await.unwrap().unwrap();
+        let files: Vec<DataFile> = m.tenant_files("policies", "t1").cloned().collect();
+        let mut statuses = Vec::new();
+        for f in &files {
+            for b in parquet_io::read(&lake.store, &lake.child(&f.path), None).await.unwrap() {
+                let status = b.column_by_name("status").unwrap().as_any().downcast_ref::<StringArray>().unwrap();
+                let date = b.column_by_name("cancellation_date").unwrap();
+                statuses.extend((0..b.num_rows()).map(|r| (status.value(r).to_string(), date.is_valid(r))));
+            }
+        }
+        assert_eq!(statuses, vec![("cancelled".to_string(), true)]);
+    }
 }
