@@ -278,13 +278,37 @@ pub async fn live_files(lake: &Location, table: &str, version: u64) -> Result<Ve
 /// After a lake commit: checkpoint each table it brought to a multiple of
 /// [`CHECKPOINT_INTERVAL`]. Best effort: a missing checkpoint only makes
 /// opening that table slower.
-pub async fn after_commit(lake: &Location, commit: &LakeCommit) {
-    for (table, state) in &commit.tables {
-        let v = state.delta_version;
-        if state.entry.is_none() || v == 0 || v % CHECKPOINT_INTERVAL != 0 {
-            continue;
-        }
-        if let Err(e) = checkpoint(lake, table, Some(v)).await {
+pub async fn after_commit(lake: &Location, commit: &LakeCommit, background: bool) {
+    let due: Vec<(String, u64)> = commit
+        .tables
+        .iter()
+        .filter(|(_, s)| s.entry.is_some() && s.delta_version > 0 && s.delta_version % CHECKPOINT_INTERVAL == 0)
+        .map(|(t, s)| (t.clone(), s.delta_version))
+        .collect();
+    if due.is_empty() {
+        return;
+    }
+    if !background {
+        return checkpoint_all(lake, due).await;
+    }
+    // A writer that commits every second must not wait for checkpoints:
+    // one run at a time in the background; a due one skipped because a run
+    // is busy is taken by the table's next multiple of the interval.
+    static RUNNING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if RUNNING.swap(true, std::sync::atomic::Ordering::AcqRel) {
+        tracing::debug!(tables = due.len(), "checkpoints skipped: a checkpoint run is still busy");
+        return;
+    }
+    let lake = lake.clone();
+    tokio::spawn(async move {
+        checkpoint_all(&lake, due).await;
+        RUNNING.store(false, std::sync::atomic::Ordering::Release);
+    });
+}
+
+async fn checkpoint_all(lake: &Location, due: Vec<(String, u64)>) {
+    for (table, v) in due {
+        if let Err(e) = checkpoint(lake, &table, Some(v)).await {
             tracing::warn!(%table, version = v, error = %first_line(&e), "checkpoint failed");
         }
     }

@@ -55,7 +55,7 @@ pub async fn optimize(
     run_id: &str,
     min_files: usize,
 ) -> Result<OptimizeReport, MaintenanceError> {
-    let op = Operation { name: "optimize", run_id, data_change: false, txn: None };
+    let op = Operation { name: "optimize", run_id, data_change: false, txn: None, background_checkpoints: false };
     let mut attempt = 0u32;
     let (version, (compacted, before, after)) = snapshot::commit(lake, op, |base| {
         attempt += 1;
@@ -237,7 +237,7 @@ pub async fn migrate(lake: &Location, run_id: &str) -> Result<Option<u64>, Maint
         }
         tables.insert(table.clone(), next);
     }
-    let op = Operation { name: "migrate", run_id, data_change: true, txn: None };
+    let op = Operation { name: "migrate", run_id, data_change: true, txn: None, background_checkpoints: false };
     Ok(Some(snapshot::publish(lake, &Manifest::empty(), &tables, op).await?))
 }
 

@@ -358,6 +358,10 @@ pub struct Operation<'a> {
     /// An application transaction this commit completes: (app id, the
     /// highest input sequence it contains). Replays skip what it covers.
     pub txn: Option<(&'a str, u64)>,
+    /// Write due checkpoints in the background instead of before returning:
+    /// for a long-running writer that commits every second (a process that
+    /// exits after its commit would lose them).
+    pub background_checkpoints: bool,
 }
 
 /// Publish `tables` as the version after `base`. Tables whose file set
@@ -475,7 +479,7 @@ pub async fn publish(
     if let Err(e) = lake.store.put(&lake.child(LAST), hint.into_bytes().into()).await {
         tracing::warn!(error = %e, "could not update the lake's latest-version hint");
     }
-    delta::after_commit(lake, &commit).await;
+    delta::after_commit(lake, &commit, op.background_checkpoints).await;
     Ok(version)
 }
 

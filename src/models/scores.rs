@@ -254,7 +254,7 @@ pub async fn publish(
             files.push(DataFile { path: rel, tenant_id: tenant.clone(), rows: batch.num_rows() as u64, bytes: size });
         }
     }
-    let op = snapshot::Operation { name: "score", run_id, data_change: true, txn: None };
+    let op = snapshot::Operation { name: "score", run_id, data_change: true, txn: None, background_checkpoints: false };
     let (version, ()) = snapshot::commit(lake, op, |base| {
         let written = &written;
         async move {

@@ -88,6 +88,10 @@ async fn register_files(
         Some(schema) => config.with_schema(schema),
         None => config.infer_schema(&ctx.state()).await?,
     };
-    ctx.register_table(table, Arc::new(ListingTable::try_new(config)?))?;
+    // The session's file-statistics cache (shared by every view, see
+    // `view::shared_caches`): without it, planning any query over the table
+    // read the statistics of every file's footer again.
+    let statistics = ctx.runtime_env().cache_manager.get_file_statistic_cache();
+    ctx.register_table(table, Arc::new(ListingTable::try_new(config)?.with_cache(statistics)))?;
     Ok(())
 }
