@@ -31,7 +31,14 @@ async fn main() -> anyhow::Result<()> {
         anyhow::ensure!(report.published, "commit {i} published nothing");
         if (i + 1) % 50 == 0 {
             let run = format!("bench-optimize-{i}");
-            cip::lake::maintenance::optimize(&lake, Some("commissions"), Some("t-bench"), &run, 2).await?;
+            cip::lake::maintenance::optimize(
+                &lake,
+                Some("commissions"),
+                Some("t-bench"),
+                &run,
+                cip::lake::maintenance::Compaction::all(2),
+            )
+            .await?;
         }
         if (i + 1) % 500 == 0 {
             eprintln!("{} commits, {:.1} s", i + 1, started.elapsed().as_secs_f64());

@@ -393,7 +393,14 @@ async fn lake_command(action: LakeAction, url: &str) -> anyhow::Result<()> {
     let run_id = batch::new_run_id();
     match action {
         LakeAction::Optimize { table, tenant } => {
-            let r = maintenance::optimize(&lake, table.as_deref(), tenant.as_deref(), &run_id, 2).await?;
+            let r = maintenance::optimize(
+                &lake,
+                table.as_deref(),
+                tenant.as_deref(),
+                &run_id,
+                maintenance::Compaction::all(2),
+            )
+            .await?;
             for c in &r.compacted {
                 println!("{:<22} {:<16} {:>4} files → 1 ({} rows)", c.table, c.tenant_id, c.files_before, c.rows);
             }

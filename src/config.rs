@@ -111,12 +111,14 @@ pub struct ServeSettings {
     /// bounds how many batches a new fact waits behind (its visibility).
     #[arg(long, env = "CIP_MAX_STREAM_BACKLOG_BYTES", default_value_t = 24 << 20)]
     pub max_stream_backlog_bytes: u64,
-    /// Seconds between compactions by the streaming writer (0: never): a
-    /// partition with at least `--optimize-min-files` files (one per
-    /// micro-batch that touched it) becomes one file, as
-    /// `cip lake optimize` does (checkpoints are written every 10 commits
-    /// of a table anyway).
-    #[arg(long, env = "CIP_OPTIMIZE_EVERY_SECS", default_value_t = 600)]
+    /// Seconds at least between compactions by the streaming writer (0:
+    /// never). A compaction runs once `--optimize-min-files` versions were
+    /// published since the last one, and merges the small files (under
+    /// 16 MiB; one per micro-batch that touched a partition) of every
+    /// partition with at least that many, into files of up to 64 MiB;
+    /// large files stay as they are. (Checkpoints are written every 10
+    /// commits of a table anyway.)
+    #[arg(long, env = "CIP_OPTIMIZE_EVERY_SECS", default_value_t = 30)]
     pub optimize_every_secs: u64,
     #[arg(long, env = "CIP_OPTIMIZE_MIN_FILES", default_value_t = 32)]
     pub optimize_min_files: usize,
@@ -163,7 +165,7 @@ impl ServeSettings {
             ingest_rate_per_sec: 1000.0,
             max_stream_backlog: 10_000,
             max_stream_backlog_bytes: 24 << 20,
-            optimize_every_secs: 600,
+            optimize_every_secs: 30,
             optimize_min_files: 32,
         }
     }

@@ -39,13 +39,64 @@ pub struct Compacted {
 pub struct OptimizeReport {
     /// The version published, or `None` when there was nothing to compact.
     pub version: Option<u64>,
+    /// The version the compaction was computed on (its parent when published).
+    pub base: u64,
     pub compacted: Vec<Compacted>,
     pub files_before: usize,
     pub files_after: usize,
 }
 
-/// Compact every (table, tenant) partition with at least `min_files` files
-/// (and more than one) into one file, optionally only of `table` and/or
+/// Which files of a partition `optimize` merges.
+#[derive(Debug, Clone, Copy)]
+pub struct Compaction {
+    /// A partition is compacted once it has this many files to merge (at
+    /// least 2).
+    pub min_files: usize,
+    /// Files of this many bytes or more stay as they are.
+    pub small_below: u64,
+    /// Merged files are cut at about this many bytes of input.
+    pub target_bytes: u64,
+}
+
+impl Compaction {
+    /// Every file of a partition into one (`cip lake optimize`).
+    pub fn all(min_files: usize) -> Self {
+        Compaction { min_files, small_below: u64::MAX, target_bytes: u64::MAX }
+    }
+
+    /// The small files a streaming writer leaves (one per micro-batch) into
+    /// files of up to 64 MiB, leaving large files alone: the cost of a
+    /// compaction stays that of the recent small files, however large the
+    /// partition has grown, and its memory that of one merged file.
+    pub fn small_files(min_files: usize) -> Self {
+        Compaction { min_files, small_below: 16 << 20, target_bytes: 64 << 20 }
+    }
+
+    /// The groups of `files` (one partition, in order) to merge, each into
+    /// one file; empty when fewer than `min_files` are small.
+    fn bins<'a>(&self, files: &[&'a DataFile]) -> Vec<Vec<&'a DataFile>> {
+        let small: Vec<&DataFile> = files.iter().copied().filter(|f| f.bytes < self.small_below).collect();
+        if small.len() < self.min_files.max(2) {
+            return Vec::new();
+        }
+        let mut bins: Vec<Vec<&DataFile>> = vec![Vec::new()];
+        let mut bytes = 0u64;
+        for f in small {
+            let bin = bins.last_mut().expect("one bin at least");
+            if !bin.is_empty() && bytes.saturating_add(f.bytes) > self.target_bytes {
+                bins.push(Vec::new());
+                bytes = 0;
+            }
+            bins.last_mut().expect("one bin at least").push(f);
+            bytes += f.bytes;
+        }
+        bins.retain(|b| b.len() > 1);
+        bins
+    }
+}
+
+/// Compact every (table, tenant) partition that has at least
+/// `how.min_files` files to merge, optionally only of `table` and/or
 /// `tenant`. The rows stay the same (the Delta commit says
 /// `dataChange: false`), so no answer changes.
 pub async fn optimize(
@@ -53,11 +104,11 @@ pub async fn optimize(
     table: Option<&str>,
     tenant: Option<&str>,
     run_id: &str,
-    min_files: usize,
+    how: Compaction,
 ) -> Result<OptimizeReport, MaintenanceError> {
     let op = Operation { name: "optimize", run_id, data_change: false, txn: None, background_checkpoints: false };
     let mut attempt = 0u32;
-    let (version, (compacted, before, after)) = snapshot::commit(lake, op, |base| {
+    let (version, (compacted, before, after, base)) = snapshot::commit(lake, op, |base| {
         attempt += 1;
         async move {
             let mut tables = base.tables.clone();
@@ -72,30 +123,36 @@ pub async fn optimize(
                 }
                 let mut next: Vec<DataFile> = Vec::new();
                 for (t, group) in by_tenant {
-                    if group.len() < min_files.max(2) || tenant.is_some_and(|x| x != t) {
+                    let bins = if tenant.is_some_and(|x| x != t) { Vec::new() } else { how.bins(&group) };
+                    if bins.is_empty() {
                         next.extend(group.into_iter().cloned());
                         continue;
                     }
-                    let merged = compact(lake, name, t, &group, &format!("{run_id}-a{attempt}-opt")).await?;
-                    compacted.push(Compacted {
-                        table: name.clone(),
-                        tenant_id: t.to_string(),
-                        files_before: group.len(),
-                        rows: merged.rows,
-                    });
-                    next.push(merged);
+                    let merging: std::collections::BTreeSet<&str> =
+                        bins.iter().flatten().map(|f| f.path.as_str()).collect();
+                    next.extend(group.iter().filter(|f| !merging.contains(f.path.as_str())).map(|f| (*f).clone()));
+                    for (i, bin) in bins.iter().enumerate() {
+                        let merged = compact(lake, name, t, bin, &format!("{run_id}-a{attempt}-opt{i}")).await?;
+                        compacted.push(Compacted {
+                            table: name.clone(),
+                            tenant_id: t.to_string(),
+                            files_before: bin.len(),
+                            rows: merged.rows,
+                        });
+                        next.push(merged);
+                    }
                 }
                 tables.insert(name.clone(), next);
             }
             let count = |t: &Tables| t.values().map(Vec::len).sum::<usize>();
-            let report = (compacted, count(&base.tables), count(&tables));
+            let report = (compacted, count(&base.tables), count(&tables), base.version);
             let changed = !report.0.is_empty();
             Ok::<_, MaintenanceError>((changed.then_some(tables), report))
         }
     })
     .await?;
     let version = (!compacted.is_empty()).then_some(version).flatten();
-    Ok(OptimizeReport { version, compacted, files_before: before, files_after: after })
+    Ok(OptimizeReport { version, base, compacted, files_before: before, files_after: after })
 }
 
 /// The rows of `files` (one partition) written as one file.
@@ -277,4 +334,34 @@ async fn int64_row_hashes(lake: &Location, f: &DataFile) -> Result<DataFile, Mai
     let size = bytes.len() as u64;
     lake.store.put(&lake.child(&rel), bytes.into()).await?;
     Ok(DataFile { path: rel, bytes: size, ..f.clone() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(path: &str, mib: u64) -> DataFile {
+        DataFile { path: path.into(), tenant_id: "t1".into(), rows: 1, bytes: mib << 20 }
+    }
+
+    fn paths(bins: Vec<Vec<&DataFile>>) -> Vec<Vec<&str>> {
+        bins.into_iter().map(|b| b.into_iter().map(|f| f.path.as_str()).collect()).collect()
+    }
+
+    #[test]
+    fn small_files_merge_in_bins_of_the_target_size_and_large_ones_stay() {
+        let files = [file("big", 200), file("a", 30), file("b", 30), file("c", 10), file("d", 3), file("e", 1)];
+        let refs: Vec<&DataFile> = files.iter().collect();
+        let how = Compaction { min_files: 3, small_below: 40 << 20, target_bytes: 64 << 20 };
+        // a + b = 60 MiB; c would make 70: a new bin c + d + e = 14 MiB.
+        assert_eq!(paths(how.bins(&refs)), vec![vec!["a", "b"], vec!["c", "d", "e"]]);
+        // Fewer small files than min_files: nothing.
+        assert!(Compaction { min_files: 6, ..how }.bins(&refs).is_empty());
+        // A bin of one file is no merge: with a 30 MiB target, a and b each
+        // stand alone and only c + d + e merge.
+        assert_eq!(paths(Compaction { target_bytes: 30 << 20, ..how }.bins(&refs)), vec![vec!["c", "d", "e"]]);
+        // Everything into one (the CLI).
+        assert_eq!(paths(Compaction::all(2).bins(&refs)), vec![vec!["big", "a", "b", "c", "d", "e"]]);
+        assert_eq!(Compaction::small_files(2).small_below, 16 << 20);
+    }
 }

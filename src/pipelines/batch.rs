@@ -543,8 +543,9 @@ async fn touched_files(
     let (added, removed) = idx.diff(files);
     let mut added: Vec<DataFile> = added.into_iter().cloned().collect();
     let mut gone = Vec::new();
-    // Most files gone (a compaction): build afresh rather than take each out.
-    if !removed.is_empty() && removed.len() * 2 >= idx.files() {
+    // Most rows gone (a compaction of the whole partition): build afresh
+    // rather than take each out.
+    if !removed.is_empty() && idx.rows_of(&removed) * 2 >= idx.keys() {
         idx = KeyIndex::default();
         added = files.to_vec();
     } else if !removed.is_empty() {

@@ -50,8 +50,8 @@ fn fingerprint(key: u128) -> u64 {
 /// holds it.
 #[derive(Default)]
 pub struct KeyIndex {
-    /// Slot → path; `None` once the file left the partition.
-    paths: Vec<Option<String>>,
+    /// Slot → path and rows; `None` once the file left the partition.
+    paths: Vec<Option<(String, usize)>>,
     slots: HashMap<String, u32>,
     keys: HashMap<u64, u32, BuildHasherDefault<FingerprintHasher>>,
     /// The partition outgrew the writer's bound for indexes: not indexed.
@@ -105,7 +105,7 @@ impl KeyIndex {
                     self.paths.len() - 1
                 }
             } as u32;
-            self.paths[slot as usize] = Some(path.clone());
+            self.paths[slot as usize] = Some((path.clone(), rows.keys.len()));
             self.slots.insert(path.clone(), slot);
             self.keys.reserve(rows.keys.len());
             for key in &rows.keys {
@@ -127,7 +127,8 @@ impl KeyIndex {
                 None => {}
             }
         }
-        let wanted: BTreeSet<&str> = slots.iter().filter_map(|s| self.paths[*s as usize].as_deref()).collect();
+        let wanted: BTreeSet<&str> =
+            slots.iter().filter_map(|s| self.paths[*s as usize].as_ref().map(|(p, _)| p.as_str())).collect();
         Touched::Files(
             files.iter().enumerate().filter(|(_, f)| wanted.contains(f.path.as_str())).map(|(i, _)| i).collect(),
         )
@@ -138,9 +139,10 @@ impl KeyIndex {
         self.keys.len()
     }
 
-    /// Files indexed.
-    pub fn files(&self) -> usize {
-        self.slots.len()
+    /// Rows of the indexed files among `paths`.
+    pub fn rows_of(&self, paths: &[String]) -> usize {
+        let slot = |p: &String| self.slots.get(p).and_then(|s| self.paths[*s as usize].as_ref());
+        paths.iter().filter_map(slot).map(|(_, rows)| rows).sum()
     }
 
     /// Memory held, for the writer cache's bound: a hash-table entry (8 +
@@ -171,6 +173,7 @@ mod tests {
         assert_eq!((added.len(), removed.len()), (2, 0));
         idx.apply(&[], &[("a".into(), a.clone()), ("b".into(), b.clone())]);
         assert_eq!(idx.keys(), 5);
+        assert_eq!(idx.rows_of(&["b".to_string(), "x".to_string()]), 2);
         assert_eq!(idx.touched(&files, &[2, 9]), Touched::Files([0].into()));
         assert_eq!(idx.touched(&files, &[5, 1]), Touched::Files([0, 1].into()));
         assert_eq!(idx.touched(&files, &[9]), Touched::Files([].into()));

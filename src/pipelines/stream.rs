@@ -32,6 +32,7 @@ use tokio::sync::{Notify, watch};
 use crate::contract::row::{Reject, RowParser, value_at};
 use crate::contract::values::{Value, days_to_date};
 use crate::contract::{Entity, Kind, MONEY_SCALE, RATE_SCALE, Stamp};
+use crate::lake::maintenance::Compaction;
 use crate::lake::wal::{self, STREAM_APP, Wal};
 use crate::lake::{DataFile, Location, Manifest, parquet_io, snapshot};
 
@@ -314,15 +315,19 @@ impl Stream {
     /// many small partitions between commits at that interval.
     pub async fn run(self: Arc<Self>, on_commit: impl Fn(u64) + Send + Sync, maintain: Option<(Duration, usize)>) {
         let mut compacted = std::time::Instant::now();
+        // Versions published since the last compaction: each adds at most
+        // one small file to a partition, so fewer cannot make one due.
+        let mut since = 0usize;
         // The next micro-batch, being prepared while the current publishes:
         // reading, parsing and staging a batch takes about as long as
         // resolving and publishing one, so the two overlap on two cores.
         let mut ahead: Option<tokio::task::JoinHandle<Result<Option<Prepared>, StreamError>>> = None;
         loop {
             if let Some((every, min_files)) = maintain
+                && since >= min_files
                 && compacted.elapsed() >= every
             {
-                compacted = std::time::Instant::now();
+                (compacted, since) = (std::time::Instant::now(), 0);
                 match self.maintain(min_files).await {
                     Ok(Some(version)) => on_commit(version),
                     Ok(None) => {}
@@ -349,7 +354,10 @@ impl Stream {
                 Err(e) => Err(e),
             };
             match result {
-                Ok(Some(version)) => on_commit(version),
+                Ok(Some(version)) => {
+                    since += 1;
+                    on_commit(version)
+                }
                 Ok(None) => {}
                 Err(e) => {
                     // What was prepared ahead assumed this batch published.
@@ -363,15 +371,19 @@ impl Stream {
         }
     }
 
-    /// Compact every partition of the lake with at least `min_files` files
-    /// (the streaming writer adds one per micro-batch that touches one), on
-    /// the one commit path: another writer's commit in between only makes
-    /// it re-base. The version published, if any.
+    /// Compact the small files of every partition with at least
+    /// `min_files` of them (the streaming writer adds one per micro-batch
+    /// that touches a partition; see [`Compaction::small_files`]), on the
+    /// one commit path: another writer's commit in between only makes it
+    /// re-base. The version published, if any.
     pub async fn maintain(&self, min_files: usize) -> Result<Option<u64>, crate::lake::maintenance::MaintenanceError> {
         let started = std::time::Instant::now();
         let run_id = crate::lake::new_run_id();
-        let r = crate::lake::maintenance::optimize(&self.lake, None, None, &run_id, min_files).await?;
-        if r.version.is_some() {
+        let how = Compaction::small_files(min_files);
+        let r = crate::lake::maintenance::optimize(&self.lake, None, None, &run_id, how).await?;
+        if let Some(v) = r.version {
+            // A compaction changes no row: kept rollup states hold for it.
+            self.cache.advance_rollups(r.base, v);
             let ms = started.elapsed().as_millis() as u64;
             tracing::info!(version = ?r.version, partitions = r.compacted.len(), r.files_before, r.files_after, ms,
                 "streaming writer compacted the lake");

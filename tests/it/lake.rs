@@ -166,7 +166,10 @@ async fn optimize_compacts_files_without_changing_any_answer() {
     assert_eq!(before.tenant_files("commissions", "t1").count(), 3);
     let answer = gross(&t, &before, "t1").await;
     assert_eq!(answer[3], "| 3 | 151.00 |");
-    let report = maintenance::optimize(&t.lake(), Some("commissions"), None, "opt-test", 2).await.unwrap();
+    let report =
+        maintenance::optimize(&t.lake(), Some("commissions"), None, "opt-test", maintenance::Compaction::all(2))
+            .await
+            .unwrap();
     assert_eq!(report.version, Some(before.version + 1));
     assert_eq!(report.compacted.len(), 1);
     assert_eq!((report.compacted[0].files_before, report.compacted[0].rows), (3, 3));
@@ -181,7 +184,10 @@ async fn optimize_compacts_files_without_changing_any_answer() {
     let text = String::from_utf8(bytes.to_vec()).unwrap();
     assert!(text.contains("\"operation\":\"OPTIMIZE\"") && !text.contains("\"dataChange\":true"), "{text}");
     // Nothing left to compact: no new version.
-    let again = maintenance::optimize(&t.lake(), Some("commissions"), None, "opt-test-2", 2).await.unwrap();
+    let again =
+        maintenance::optimize(&t.lake(), Some("commissions"), None, "opt-test-2", maintenance::Compaction::all(2))
+            .await
+            .unwrap();
     assert_eq!(again.version, None);
 }
 
@@ -229,7 +235,8 @@ async fn optimize_changes_no_graphql_answer() {
     assert_eq!(before[2]["leaderboard"][0]["value"]["amount"], "170.00");
     assert_eq!(before[2]["leaderboard"][1]["value"]["amount"], "1.00");
 
-    let report = maintenance::optimize(&t.lake(), None, None, "opt-gql", 2).await.unwrap();
+    let report =
+        maintenance::optimize(&t.lake(), None, None, "opt-gql", maintenance::Compaction::all(2)).await.unwrap();
     let (v_after, after) = graphql_answers(&t, &key, &queries).await;
     assert_eq!(v_after, report.version);
     assert!(v_after > v_before, "{v_before:?} → {v_after:?}");
