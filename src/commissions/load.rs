@@ -5,17 +5,17 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Date32Array, Decimal128Array, RecordBatch, StringArray};
-use arrow::compute::{cast, concat_batches, filter_record_batch};
+use arrow::array::{Array, ArrayRef, AsArray, Date32Array, Decimal128Array, RecordBatch, StringArray, UInt32Array};
+use arrow::compute::{cast, concat_batches, take};
 use arrow::datatypes::DataType;
 use chrono::NaiveDate;
 use datafusion::common::ScalarValue;
 use datafusion::error::{DataFusionError, Result};
-use datafusion::prelude::{DataFrame, Expr, JoinType, SessionContext, col, lit};
+use datafusion::prelude::{DataFrame, Expr, SessionContext, col, lit};
 use rust_decimal::Decimal;
 
 use super::money::from_units;
-use super::reconcile::{Booked, Lines, period_bounds};
+use super::reconcile::{Booked, ByHash, Lines, period_bounds};
 use super::schedules::{AgentTerms, Agents, ScheduleRow, Schedules, SplitChange, TermKind};
 use crate::contract::values::{date_to_days, days_to_date, parse_month};
 use crate::contract::{MONEY_PRECISION, MONEY_SCALE, RATE_PRECISION, RATE_SCALE};
@@ -292,7 +292,6 @@ pub async fn lines(session: &SessionContext, scope: &Scope) -> Result<Lines> {
         "period",
         "policy_number",
         "commission_amount",
-        "premium",
         "kind",
     ])?;
     let c = Cols::of(df).await?;
@@ -304,7 +303,6 @@ pub async fn lines(session: &SessionContext, scope: &Scope) -> Result<Lines> {
         period: c.strings("period")?,
         policy_number: c.strings("policy_number")?,
         amount: c.money("commission_amount")?,
-        premium: c.money("premium")?,
         kind: c.strings("kind")?,
     })
 }
@@ -315,21 +313,29 @@ fn month_index(p: &str) -> Option<i32> {
 }
 
 /// The (carrier, period) statements the scope covers: those with lines,
-/// and the one named when both carrier and period are given.
+/// and the one named when both carrier and period are given. Periods as
+/// month indices (year × 12 + month − 1).
 pub fn statements_of(lines: &Lines, scope: &Scope) -> BTreeSet<(String, i32)> {
-    let mut out: BTreeSet<(String, i32)> = (0..lines.line_id.len())
-        .filter_map(|i| Some((lines.carrier_id.value(i).to_string(), month_index(lines.period.value(i))?)))
-        .collect();
+    let distinct: HashSet<(&str, &str), foldhash::fast::RandomState> =
+        (0..lines.line_id.len()).map(|i| (lines.carrier_id.value(i), lines.period.value(i))).collect();
+    let mut out: BTreeSet<(String, i32)> =
+        distinct.into_iter().filter_map(|(c, p)| Some((c.to_string(), month_index(p)?))).collect();
     if let (Some(c), Some(p)) = (&scope.carrier_id, scope.period.as_deref().and_then(month_index)) {
         out.insert((c.clone(), p));
     }
     out
 }
 
-/// Booked carrier-paid rows (not overrides) of the statements in `pairs`,
-/// with their policy's number and line.
-pub async fn booked(session: &SessionContext, scope: &Scope, pairs: &BTreeSet<(String, i32)>) -> Result<Booked> {
-    let mut df = session.table("commissions").await?.filter(col("kind").not_eq(lit("override")))?;
+/// Booked rows of the scope (overrides too: the matcher skips them, which
+/// is cheaper than a filter that copies every column), with their policy's
+/// number and line (null when the policy is not in the lake).
+///
+/// The two tables are read side by side and joined here on a hash map of
+/// policy ids: a DataFusion hash join of the same took 1.2 s of a 2.8 s
+/// reconciliation of 1 M lines (dev build); this takes a fraction of it.
+pub async fn booked(session: &SessionContext, scope: &Scope) -> Result<Booked> {
+    // Overrides are skipped by the matcher: filtering here would copy every column once more.
+    let mut df = session.table("commissions").await?;
     if let Some(c) = &scope.carrier_id {
         df = df.filter(col("carrier_id").eq(lit(c.as_str())))?;
     }
@@ -348,24 +354,21 @@ pub async fn booked(session: &SessionContext, scope: &Scope, pairs: &BTreeSet<(S
         "status",
         "statement_id",
     ])?;
-    let policies = session.table("policies").await?.select(vec![
-        col("policy_id").alias("p_policy_id"),
-        col("policy_number"),
-        col("line_of_business"),
-    ])?;
-    let joined = df.join(policies, JoinType::Left, &["policy_id"], &["p_policy_id"], None)?;
-    let c = Cols::of(joined).await?;
-    // Keep the rows of the statements reconciled.
-    let (carrier, date) = (c.strings("carrier_id")?, c.dates("transaction_date")?);
-    let wanted: HashSet<(&str, i32)> = pairs.iter().map(|(c, m)| (c.as_str(), *m)).collect();
-    let keep: BooleanArray = (0..c.len())
-        .map(|i| {
-            use chrono::Datelike;
-            let d = days_to_date(date.value(i));
-            Some(wanted.contains(&(carrier.value(i), d.year() * 12 + d.month0() as i32)))
-        })
-        .collect();
-    let c = Cols(filter_record_batch(&c.0, &keep)?);
+    let policies =
+        session.table("policies").await?.select_columns(&["policy_id", "policy_number", "line_of_business"])?;
+    let (c, p) = futures::try_join!(Cols::of(df), Cols::of(policies))?;
+    // Policy ids by their 128-bit xxh3 hash: no string comparisons, and two
+    // ids would have to collide in 128 bits to be confused.
+    let hash = |s: &str| xxhash_rust::xxh3::xxh3_128(s.as_bytes());
+    let ids = p.strings("policy_id")?;
+    let mut index: HashMap<u128, u32, ByHash> = HashMap::with_capacity_and_hasher(ids.len(), ByHash::default());
+    for i in 0..ids.len() {
+        index.insert(hash(ids.value(i)), i as u32);
+    }
+    let row_policy = c.strings("policy_id")?;
+    let at: UInt32Array = (0..row_policy.len()).map(|i| index.get(&hash(row_policy.value(i))).copied()).collect();
+    let of_policy =
+        |name: &str| -> Result<StringArray> { Ok(take(&p.strings(name)?, &at, None)?.as_string::<i32>().clone()) };
     Ok(Booked {
         commission_id: c.strings("commission_id")?,
         policy_id: c.strings("policy_id")?,
@@ -377,7 +380,7 @@ pub async fn booked(session: &SessionContext, scope: &Scope, pairs: &BTreeSet<(S
         gross: c.money("gross_commission")?,
         status: c.strings("status")?,
         statement_id: c.strings("statement_id")?,
-        policy_number: c.strings("policy_number")?,
-        line_of_business: c.strings("line_of_business")?,
+        policy_number: of_policy("policy_number")?,
+        line_of_business: of_policy("line_of_business")?,
     })
 }

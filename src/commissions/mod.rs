@@ -60,6 +60,7 @@ pub struct Reconciled {
     pub version: Option<u64>,
     pub tolerance: Decimal,
     pub statement_lines: u64,
+    /// Booked rows of the statements reconciled.
     pub booked_rows: u64,
     pub timings: Timings,
     #[serde(flatten)]
@@ -81,13 +82,13 @@ pub async fn reconcile_and_store(
     actor: &Actor,
 ) -> Result<Reconciled, CommissionError> {
     let started = Instant::now();
-    let lines = load::lines(session, scope).await?;
-    let pairs = load::statements_of(&lines, scope);
-    let booked = load::booked(session, scope, &pairs).await?;
-    let schedules = load::schedules(session).await?;
+    // The three reads overlap: each is partly serial (planning, concatenating).
+    let (lines, booked, schedules) =
+        futures::try_join!(load::lines(session, scope), load::booked(session, scope), load::schedules(session))?;
+    let statements = load::statements_of(&lines, scope);
     let read_ms = ms(started);
     let started = Instant::now();
-    let outcome = reconcile::reconcile(&lines, &booked, &schedules, &Options { tolerance_cents });
+    let outcome = reconcile::reconcile(&lines, &booked, &schedules, &Options { tolerance_cents }, Some(&statements));
     let match_ms = ms(started);
     let started = Instant::now();
     let run_id = store::new_id("rec-");
@@ -106,7 +107,7 @@ pub async fn reconcile_and_store(
         version,
         tolerance,
         statement_lines: lines.line_id.len() as u64,
-        booked_rows: booked.commission_id.len() as u64,
+        booked_rows: outcome.periods.iter().map(|p| p.booked_rows).sum(),
         timings: Timings { read_ms, match_ms, write_ms: ms(started) },
         outcome,
     })

@@ -30,11 +30,13 @@
 //! 2) units); a difference whose size is at most the tolerance counts as
 //! paid in full.
 //!
-//! Speed: one pass over each side's Arrow columns, no string allocated per
-//! row. The key hashes the normalised number to 128 bits (xxh3) — two
-//! distinct numbers would have to collide in 128 bits to be confused.
+//! Speed: one pass over each side's Arrow columns (the two sides keyed on
+//! two threads), no string allocated per row. The key is a 128-bit xxh3
+//! hash of the normalised number seeded by carrier and month — two distinct
+//! keys would have to collide in 128 bits to be confused — and the group
+//! map uses its bits as they are.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::str::FromStr;
 
 use arrow::array::{Array, Date32Array, Decimal128Array, StringArray};
@@ -58,12 +60,11 @@ pub struct Lines {
     pub policy_number: StringArray,
     /// Decimal128(18, 2).
     pub amount: Decimal128Array,
-    pub premium: Decimal128Array,
     pub kind: StringArray,
 }
 
-/// Booked carrier-paid commission rows with their policy's number, line
-/// and effective date (`commissions` ⟕ `policies`).
+/// Booked commission rows (overrides are skipped) with their policy's
+/// number and line (`commissions` ⟕ `policies`).
 #[derive(Debug, Clone)]
 pub struct Booked {
     pub commission_id: StringArray,
@@ -243,18 +244,45 @@ impl Chains {
     }
 }
 
-type Key = (u32, i32, u128);
+/// (carrier, month index) of a group.
+type Key = (u32, i32);
 
-/// Interns carrier ids of both sides.
+/// A 128-bit hash is its own hash: maps keyed by one use its bits directly.
+#[derive(Default)]
+pub(crate) struct HashBits(u64);
+
+impl std::hash::Hasher for HashBits {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        self.0 = xxhash_rust::xxh3::xxh3_64_with_seed(bytes, self.0);
+    }
+    fn write_u128(&mut self, v: u128) {
+        self.0 = (v as u64) ^ ((v >> 64) as u64);
+    }
+}
+
+pub(crate) type ByHash = std::hash::BuildHasherDefault<HashBits>;
+
+/// Interns carrier ids.
 #[derive(Default)]
 struct Carriers<'a> {
-    ids: HashMap<&'a str, u32>,
+    ids: HashMap<&'a str, u32, foldhash::fast::RandomState>,
     names: Vec<&'a str>,
+    last: u32,
 }
 
 impl<'a> Carriers<'a> {
     fn id(&mut self, c: &'a str) -> u32 {
+        // Lines come statement by statement: mostly the carrier of the row before.
+        if let Some(&last) = self.names.get(self.last as usize)
+            && last == c
+        {
+            return self.last;
+        }
         if let Some(&i) = self.ids.get(c) {
+            self.last = i;
             return i;
         }
         let i = self.names.len() as u32;
@@ -264,89 +292,229 @@ impl<'a> Carriers<'a> {
     }
 }
 
-fn number_hash(number: Option<&str>, buf: &mut String) -> u128 {
-    match number {
-        Some(n) => {
-            normalize_into(n, buf);
-            xxhash_rust::xxh3::xxh3_128(buf.as_bytes())
+/// The match key of each row of one side: a 128-bit hash of (carrier,
+/// month, normalised number), with the carrier (interned per side) and the
+/// month kept beside it. Computed for both sides at once, one thread each.
+struct Keyed<'a> {
+    hash: Vec<u128>,
+    carrier: Vec<u32>,
+    month: Vec<i32>,
+    kind: Vec<u8>,
+    carriers: Carriers<'a>,
+}
+
+impl<'a> Keyed<'a> {
+    fn new(n: usize) -> Self {
+        Keyed {
+            hash: Vec::with_capacity(n),
+            carrier: Vec::with_capacity(n),
+            month: Vec::with_capacity(n),
+            kind: Vec::with_capacity(n),
+            carriers: Carriers::default(),
         }
-        // A row without a policy number can be matched by nothing.
-        None => u128::MAX,
+    }
+
+    /// Seeds of the number hash per interned carrier.
+    fn push(
+        &mut self,
+        carrier: &'a str,
+        month: i32,
+        number: Option<&str>,
+        kind: u8,
+        seeds: &mut Vec<u64>,
+        buf: &mut String,
+    ) {
+        let c = self.carriers.id(carrier);
+        if c as usize == seeds.len() {
+            seeds.push(xxhash_rust::xxh3::xxh3_64(carrier.as_bytes()));
+        }
+        let hash = match number {
+            Some(n) => {
+                normalize_into(n, buf);
+                // Another seed per (carrier, month): keys of different statements never meet.
+                let seed = seeds[c as usize] ^ (month as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                xxhash_rust::xxh3::xxh3_128_with_seed(buf.as_bytes(), seed)
+            }
+            // A row without a policy number can be matched by nothing.
+            None => u128::MAX,
+        };
+        self.hash.push(hash);
+        self.carrier.push(c);
+        self.month.push(month);
+        self.kind.push(kind);
     }
 }
 
-pub fn reconcile(lines: &Lines, booked: &Booked, schedules: &Schedules, opts: &Options) -> Outcome {
+fn keyed_lines(lines: &Lines) -> Keyed<'_> {
+    let n = lines.line_id.len();
+    let (mut out, mut seeds, mut buf) = (Keyed::new(n), Vec::new(), String::new());
+    for i in 0..n {
+        let month = parse_month(lines.period.value(i)).map_or(i32::MIN, |(y, m)| y * 12 + m as i32 - 1);
+        let kind = kind_code(opt_str(&lines.kind, i));
+        out.push(lines.carrier_id.value(i), month, Some(lines.policy_number.value(i)), kind, &mut seeds, &mut buf);
+    }
+    out
+}
+
+fn keyed_rows(booked: &Booked) -> Keyed<'_> {
+    let n = booked.commission_id.len();
+    let (mut out, mut seeds, mut buf) = (Keyed::new(n), Vec::new(), String::new());
+    let months = Months::new(&booked.transaction_date);
+    for i in 0..n {
+        let month = months.get(booked.transaction_date.value(i));
+        let kind = kind_code(opt_str(&booked.kind, i));
+        let number = opt_str(&booked.policy_number, i);
+        out.push(booked.carrier_id.value(i), month, number, kind, &mut seeds, &mut buf);
+    }
+    out
+}
+
+/// Counts and sums of one (carrier, period), in cents while matching.
+#[derive(Default, Clone)]
+struct Tally {
+    lines: u64,
+    booked_rows: u64,
+    matched: u64,
+    expected_cents: i128,
+    paid_cents: i128,
+    discrepancies: u64,
+}
+
+/// Month index (year × 12 + month − 1) of each day in `[min, max]`: one
+/// calendar conversion per distinct day instead of one per row.
+struct Months {
+    min: i32,
+    of: Vec<i32>,
+}
+
+impl Months {
+    fn new(days: &Date32Array) -> Self {
+        let (min, max) = days.values().iter().fold((i32::MAX, i32::MIN), |(a, b), &d| (a.min(d), b.max(d)));
+        if min > max {
+            return Months { min: 0, of: Vec::new() };
+        }
+        Months { min, of: (min..=max).map(month_of_days).collect() }
+    }
+    fn get(&self, day: i32) -> i32 {
+        self.of[(day - self.min) as usize]
+    }
+}
+
+/// Reconcile `lines` against `booked`. With `statements` (carrier, month
+/// index), only booked rows of those statements are expected; without,
+/// every booked row given is.
+pub fn reconcile(
+    lines: &Lines,
+    booked: &Booked,
+    schedules: &Schedules,
+    opts: &Options,
+    statements: Option<&BTreeSet<(String, i32)>>,
+) -> Outcome {
+    let (n_rows, n_lines) = (booked.commission_id.len(), lines.line_id.len());
+    // Normalising and hashing is most of the work: both sides at once.
+    let (kl, kr) = std::thread::scope(|s| {
+        let rows = s.spawn(|| keyed_rows(booked));
+        let l = keyed_lines(lines);
+        (l, rows.join().expect("keying booked rows"))
+    });
+    // One carrier numbering for both sides.
     let mut carriers = Carriers::default();
-    let mut buf = String::new();
-    let mut groups: HashMap<Key, u32, foldhash::fast::RandomState> = HashMap::default();
-    let mut keys: Vec<Key> = Vec::new();
-    let mut rows = Chains::new(booked.commission_id.len());
-    let mut lns = Chains::new(lines.line_id.len());
-    let mut group_of = |key: Key, keys: &mut Vec<Key>| -> u32 {
-        *groups.entry(key).or_insert_with(|| {
+    let line_carrier: Vec<u32> = kl.carriers.names.iter().map(|c| carriers.id(c)).collect();
+    let row_carrier: Vec<u32> = kr.carriers.names.iter().map(|c| carriers.id(c)).collect();
+    let wanted: Option<HashSet<Key, foldhash::fast::RandomState>> =
+        statements.map(|s| s.iter().map(|(c, m)| (carriers.id(c), *m)).collect());
+
+    let mut groups: HashMap<u128, u32, ByHash> =
+        HashMap::with_capacity_and_hasher(n_lines + n_rows / 8, ByHash::default());
+    let mut keys: Vec<Key> = Vec::with_capacity(n_lines + n_rows / 8);
+    let mut rows = Chains::new(n_rows);
+    let mut lns = Chains::new(n_lines);
+    let mut group_of = |hash: u128, key: Key, keys: &mut Vec<Key>| -> u32 {
+        *groups.entry(hash).or_insert_with(|| {
             keys.push(key);
             (keys.len() - 1) as u32
         })
     };
-    let mut row_kind = Vec::with_capacity(booked.commission_id.len());
-    for i in 0..booked.commission_id.len() {
-        let k = kind_code(opt_str(&booked.kind, i));
-        row_kind.push(k);
-        if k == 4 {
+    for i in 0..n_lines {
+        let key = (line_carrier[kl.carrier[i] as usize], kl.month[i]);
+        lns.push(group_of(kl.hash[i], key, &mut keys), i as u32);
+    }
+    for i in 0..n_rows {
+        if kr.kind[i] == 4 {
             continue; // overrides are never on a statement
         }
-        let carrier = carriers.id(booked.carrier_id.value(i));
-        let month = month_of_days(booked.transaction_date.value(i));
-        let key = (carrier, month, number_hash(opt_str(&booked.policy_number, i), &mut buf));
-        rows.push(group_of(key, &mut keys), i as u32);
-    }
-    let mut line_kind = Vec::with_capacity(lines.line_id.len());
-    for i in 0..lines.line_id.len() {
-        line_kind.push(kind_code(opt_str(&lines.kind, i)));
-        let carrier = carriers.id(lines.carrier_id.value(i));
-        let month = parse_month(lines.period.value(i)).map_or(i32::MIN, |(y, m)| y * 12 + m as i32 - 1);
-        let key = (carrier, month, number_hash(Some(lines.policy_number.value(i)), &mut buf));
-        lns.push(group_of(key, &mut keys), i as u32);
+        let key = (row_carrier[kr.carrier[i] as usize], kr.month[i]);
+        if wanted.as_ref().is_some_and(|w| !w.contains(&key)) {
+            continue; // a statement not reconciled now
+        }
+        rows.push(group_of(kr.hash[i], key, &mut keys), i as u32);
     }
 
+    // Tallies by (carrier, month), indexed directly.
+    let (min_month, max_month) = keys.iter().fold((i32::MAX, i32::MIN), |(a, b), k| (a.min(k.1), b.max(k.1)));
+    let span = if keys.is_empty() { 0 } else { (max_month - min_month + 1) as usize };
+    let mut tallies: Vec<Option<Tally>> = vec![None; span * carriers.names.len()];
+    let tally_at = |k: &Key| k.0 as usize * span + (k.1 - min_month) as usize;
+
     let ctx = Ctx { lines, booked, schedules, opts, carriers: &carriers.names };
-    let mut periods: HashMap<(u32, i32), PeriodSummary> = HashMap::new();
     let mut out = Vec::new();
+    let mut scratch = Scratch::default();
     let (mut e, mut l) = (Vec::new(), Vec::new());
     for (g, key) in keys.iter().enumerate() {
         rows.collect(g as u32, &mut e);
         lns.collect(g as u32, &mut l);
-        e.sort_by(|&a, &b| {
-            let (a, b) = (a as usize, b as usize);
-            (booked.transaction_date.value(a), booked.commission_id.value(a))
-                .cmp(&(booked.transaction_date.value(b), booked.commission_id.value(b)))
-        });
-        l.sort_by(|&a, &b| {
-            let (a, b) = (a as usize, b as usize);
-            (lines.statement_date.value(a), lines.statement_id.value(a), lines.line_id.value(a)).cmp(&(
-                lines.statement_date.value(b),
-                lines.statement_id.value(b),
-                lines.line_id.value(b),
-            ))
-        });
-        let summary = periods.entry((key.0, key.1)).or_insert_with(|| PeriodSummary {
-            carrier_id: carriers.names[key.0 as usize].to_string(),
-            period: month_text(key.1),
-            lines: 0,
-            booked_rows: 0,
-            matched: 0,
-            expected_total: Decimal::ZERO,
-            paid_total: Decimal::ZERO,
-            discrepancies: 0,
-        });
+        // Most keys hold one row and the one line that pays it exactly.
+        if let ([r], [li]) = (e.as_slice(), l.as_slice()) {
+            let (r, li) = (*r as usize, *li as usize);
+            let (gross, paid) = (booked.gross.value(r), lines.amount.value(li));
+            if compatible(kl.kind[li], kr.kind[r]) && (paid - gross).abs() <= opts.tolerance_cents {
+                let t = tallies[tally_at(key)].get_or_insert_with(Tally::default);
+                t.lines += 1;
+                t.booked_rows += 1;
+                t.matched += 1;
+                t.expected_cents += gross;
+                t.paid_cents += paid;
+                continue;
+            }
+        }
+        if e.len() > 1 {
+            e.sort_by(|&a, &b| {
+                let (a, b) = (a as usize, b as usize);
+                (booked.transaction_date.value(a), booked.commission_id.value(a))
+                    .cmp(&(booked.transaction_date.value(b), booked.commission_id.value(b)))
+            });
+        }
+        if l.len() > 1 {
+            l.sort_by(|&a, &b| {
+                let (a, b) = (a as usize, b as usize);
+                (lines.statement_date.value(a), lines.statement_id.value(a), lines.line_id.value(a)).cmp(&(
+                    lines.statement_date.value(b),
+                    lines.statement_id.value(b),
+                    lines.line_id.value(b),
+                ))
+            });
+        }
+        let tally = tallies[tally_at(key)].get_or_insert_with(Tally::default);
         let before = out.len();
-        ctx.match_group(key, &e, &l, &row_kind, &line_kind, summary, &mut out);
-        summary.discrepancies += (out.len() - before) as u64;
+        ctx.match_group(key, &e, &l, &kr.kind, &kl.kind, tally, &mut scratch, &mut out);
+        tally.discrepancies += (out.len() - before) as u64;
     }
-    let mut periods: Vec<PeriodSummary> = periods.into_values().collect();
-    for p in &mut periods {
-        p.expected_total = round_cents(p.expected_total);
-        p.paid_total = round_cents(p.paid_total);
+    let mut periods: Vec<PeriodSummary> = Vec::new();
+    for (c, name) in carriers.names.iter().enumerate() {
+        for m in 0..span {
+            if let Some(t) = &tallies[c * span + m] {
+                periods.push(PeriodSummary {
+                    carrier_id: name.to_string(),
+                    period: month_text(min_month + m as i32),
+                    lines: t.lines,
+                    booked_rows: t.booked_rows,
+                    matched: t.matched,
+                    expected_total: from_units(t.expected_cents, 2),
+                    paid_total: from_units(t.paid_cents, 2),
+                    discrepancies: t.discrepancies,
+                });
+            }
+        }
     }
     periods.sort_by(|a, b| (&a.carrier_id, &a.period).cmp(&(&b.carrier_id, &b.period)));
     out.sort_by(|a, b| {
@@ -360,6 +528,13 @@ pub fn reconcile(lines: &Lines, booked: &Booked, schedules: &Schedules, opts: &O
         ))
     });
     Outcome { periods, discrepancies: out }
+}
+
+/// Buffers of `match_group`, reused from one key to the next.
+#[derive(Default)]
+struct Scratch {
+    row_taken: Vec<bool>,
+    line_row: Vec<Option<usize>>,
 }
 
 struct Ctx<'a> {
@@ -379,7 +554,8 @@ impl Ctx<'_> {
         lines: &[u32],
         row_kind: &[u8],
         line_kind: &[u8],
-        summary: &mut PeriodSummary,
+        summary: &mut Tally,
+        scratch: &mut Scratch,
         out: &mut Vec<Discrepancy>,
     ) {
         let (b, s) = (self.booked, self.lines);
@@ -387,15 +563,15 @@ impl Ctx<'_> {
         let amount = |l: u32| s.amount.value(l as usize);
         summary.booked_rows += rows.len() as u64;
         summary.lines += lines.len() as u64;
-        for &r in rows {
-            summary.expected_total += from_units(gross(r), 2);
-        }
-        for &l in lines {
-            summary.paid_total += from_units(amount(l), 2);
-        }
-        let mut row_taken = vec![false; rows.len()];
+        summary.expected_cents += rows.iter().map(|&r| gross(r)).sum::<i128>();
+        summary.paid_cents += lines.iter().map(|&l| amount(l)).sum::<i128>();
+        let row_taken = &mut scratch.row_taken;
+        row_taken.clear();
+        row_taken.resize(rows.len(), false);
         // The row each line took, if any.
-        let mut line_row: Vec<Option<usize>> = vec![None; lines.len()];
+        let line_row = &mut scratch.line_row;
+        line_row.clear();
+        line_row.resize(lines.len(), None);
         // 1. exact (within tolerance) matches
         for (li, &l) in lines.iter().enumerate() {
             let found = rows.iter().enumerate().position(|(ri, &r)| {
@@ -689,7 +865,6 @@ pub(crate) mod tests {
             period: strs(ls.iter().map(|l| Some(l.1)).collect()),
             policy_number: strs(ls.iter().map(|l| Some(l.2)).collect()),
             amount: money(ls.iter().map(|l| Some(l.3)).collect()),
-            premium: money(ls.iter().map(|_| None).collect()),
             kind: strs(ls.iter().map(|l| l.4).collect()),
         }
     }
@@ -750,7 +925,7 @@ pub(crate) mod tests {
     #[test]
     fn every_kind_of_difference_is_found_and_clean_lines_are_not_flagged() {
         let (l, b) = fixture();
-        let o = reconcile(&l, &b, &schedules(), &Options::default());
+        let o = reconcile(&l, &b, &schedules(), &Options::default(), None);
         let t = |p: &str, k: &'static str, s: &str| (p.to_string(), k, s.to_string());
         assert_eq!(
             types(&o),
@@ -807,7 +982,7 @@ pub(crate) mod tests {
             ("2024-04", 0, 1, "10.00".into())
         );
         // Ids are stable across runs and distinct.
-        let again = reconcile(&l, &b, &schedules(), &Options::default());
+        let again = reconcile(&l, &b, &schedules(), &Options::default(), None);
         assert_eq!(again, o);
         let mut ids: Vec<&str> = o.discrepancies.iter().map(|d| d.id.as_str()).collect();
         ids.sort();
@@ -819,7 +994,7 @@ pub(crate) mod tests {
     #[test]
     fn a_tolerance_absorbs_small_differences() {
         let (l, b) = fixture();
-        let o = reconcile(&l, &b, &schedules(), &Options { tolerance_cents: 1 });
+        let o = reconcile(&l, &b, &schedules(), &Options { tolerance_cents: 1 }, None);
         assert!(!o.discrepancies.iter().any(|d| d.line_id.as_deref() == Some("L10")));
         assert_eq!(o.periods[0].matched, 4);
         assert_eq!(tolerance_cents("0.01"), Some(1));
