@@ -108,7 +108,7 @@ fn dec(a: &Decimal128Array, i: usize) -> Decimal {
     from_units(a.value(i), a.scale())
 }
 
-pub fn date_lit(d: NaiveDate) -> Expr {
+fn date_lit(d: NaiveDate) -> Expr {
     lit(ScalarValue::Date32(Some(date_to_days(d))))
 }
 

@@ -349,9 +349,12 @@ fn keyed_lines(lines: &Lines) -> Keyed<'_> {
     let n = lines.line_id.len();
     let (mut out, mut seeds, mut buf) = (Keyed::new(n), Vec::new(), String::new());
     for i in 0..n {
-        let month = parse_month(lines.period.value(i)).map_or(i32::MIN, |(y, m)| y * 12 + m as i32 - 1);
+        // The lake holds only valid periods (the contract's `YYYY-MM`); a line
+        // without one could be matched by nothing and counts nowhere.
+        let month = parse_month(lines.period.value(i)).map(|(y, m)| y * 12 + m as i32 - 1);
         let kind = kind_code(opt_str(&lines.kind, i));
-        out.push(lines.carrier_id.value(i), month, Some(lines.policy_number.value(i)), kind, &mut seeds, &mut buf);
+        let number = month.map(|_| lines.policy_number.value(i));
+        out.push(lines.carrier_id.value(i), month.unwrap_or(0), number, kind, &mut seeds, &mut buf);
     }
     out
 }
@@ -436,6 +439,9 @@ pub fn reconcile(
         })
     };
     for i in 0..n_lines {
+        if kl.hash[i] == u128::MAX {
+            continue; // no valid period
+        }
         let key = (line_carrier[kl.carrier[i] as usize], kl.month[i]);
         lns.push(group_of(kl.hash[i], key, &mut keys), i as u32);
     }
@@ -447,7 +453,14 @@ pub fn reconcile(
         if wanted.as_ref().is_some_and(|w| !w.contains(&key)) {
             continue; // a statement not reconciled now
         }
-        rows.push(group_of(kr.hash[i], key, &mut keys), i as u32);
+        let group = if kr.hash[i] == u128::MAX {
+            // No policy number: a group of its own, which no line can join.
+            keys.push(key);
+            (keys.len() - 1) as u32
+        } else {
+            group_of(kr.hash[i], key, &mut keys)
+        };
+        rows.push(group, i as u32);
     }
 
     // Tallies by (carrier, month), indexed directly.
@@ -1003,5 +1016,41 @@ pub(crate) mod tests {
         assert_eq!(tolerance_cents("0.001"), None);
         assert_eq!(period_bounds("2024-12"), Some((d("2024-12-01"), d("2025-01-01"))));
         assert_eq!(period_bounds("2024-13"), None);
+    }
+}
+
+#[cfg(test)]
+mod more_tests {
+    use super::tests::{booked, lines, schedules};
+    use super::*;
+
+    #[test]
+    fn rows_without_a_policy_number_are_missing_each_in_its_own_period() {
+        // Their policy is not in the lake: nothing to match on, never one group.
+        let b = booked(&[
+            ("C1", "P8", None, "2024-03-05", "new", 10000, 150000, 1500, "paid", None),
+            ("C2", "P9", None, "2024-04-05", "new", 20000, 150000, 3000, "paid", None),
+        ]);
+        let l = lines(&[("L1", "2024-03", "nbm 1 01", 1500, Some("new"))]);
+        let o = reconcile(&l, &b, &schedules(), &Options::default(), None);
+        let got: Vec<(&str, &str, Option<&str>)> = o
+            .discrepancies
+            .iter()
+            .map(|d| (d.period.as_str(), d.kind_of.as_str(), d.commission_id.as_deref().or(d.line_id.as_deref())))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("2024-03", "MISSING", Some("C1")),
+                ("2024-03", "UNEXPECTED", Some("L1")),
+                ("2024-04", "MISSING", Some("C2"))
+            ]
+        );
+        let per: Vec<(&str, u64, u64, String)> = o
+            .periods
+            .iter()
+            .map(|p| (p.period.as_str(), p.lines, p.booked_rows, p.expected_total.to_string()))
+            .collect();
+        assert_eq!(per, [("2024-03", 1, 1, "15.00".to_string()), ("2024-04", 0, 1, "30.00".to_string())]);
     }
 }

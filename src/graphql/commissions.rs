@@ -16,7 +16,7 @@ use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use serde_json::json;
 
-use super::errors::{Code, bad_input, error, forbidden, internal, not_found};
+use super::errors::{Code, bad_input, error, internal, not_found};
 use super::scalars::{Date, Money};
 use super::view;
 use crate::auth::{COMMISSIONS_WRITE, Principal};
@@ -619,11 +619,7 @@ fn calc_error(e: &CalcError) -> async_graphql::Error {
 }
 
 fn require<'a>(ctx: &Context<'a>) -> Result<&'a Principal> {
-    let p = ctx.data::<Principal>().map_err(|_| internal("no principal in request data"))?;
-    if !p.can(COMMISSIONS_WRITE) {
-        return Err(forbidden(format!("this credential lacks the {COMMISSIONS_WRITE} permission")));
-    }
-    Ok(p)
+    super::reports::require(ctx, COMMISSIONS_WRITE)
 }
 
 fn writer<'a>(ctx: &Context<'a>) -> Result<&'a CommissionWriter> {
