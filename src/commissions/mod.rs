@@ -8,6 +8,7 @@
 //! - `normalize`: policy numbers as carriers print them;
 //! - `reconcile`: statement lines against booked rows, classified;
 //! - `accounting`: journal entries and producer statements of a month;
+//! - `upload`: carrier statements as CSV, mapped per carrier;
 //! - `load` reads a tenant's view, `store` writes and reads the engine's
 //!   own lake tables.
 //!
@@ -22,6 +23,7 @@ pub mod normalize;
 pub mod reconcile;
 pub mod schedules;
 pub mod store;
+pub mod upload;
 
 use std::time::Instant;
 

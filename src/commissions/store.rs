@@ -214,6 +214,7 @@ pub const SET_SCHEDULE: &str = "set_commission_schedule";
 pub const SET_SPLIT: &str = "set_agent_split";
 pub const MARK_PAID: &str = "mark_commissions_paid";
 pub const RESOLVE: &str = "resolve_discrepancy";
+pub const SET_MAPPING: &str = "set_statement_mapping";
 
 pub fn change_batch(tenant: &str, changes: &[Change]) -> Result<RecordBatch, StoreError> {
     let mut b: Vec<StringBuilder> = (0..7).map(|_| StringBuilder::new()).collect();
@@ -468,5 +469,23 @@ pub async fn current_discrepancies(session: &SessionContext) -> Result<Vec<Store
             &y.commission_id,
         ))
     });
+    Ok(out)
+}
+
+/// The statement column mapping in force per carrier: the latest
+/// `set_statement_mapping` change of each, with that change.
+pub async fn mappings(
+    session: &SessionContext,
+) -> Result<BTreeMap<String, (super::upload::Mapping, Change)>, StoreError> {
+    let mut out = BTreeMap::new();
+    for c in changes(session, Some(SET_MAPPING)).await? {
+        // Written by this module from a checked mapping; an unreadable one is skipped.
+        match serde_json::from_str::<super::upload::Mapping>(&c.detail) {
+            Ok(m) => {
+                out.insert(c.subject.clone(), (m, c));
+            }
+            Err(e) => tracing::warn!(change = %c.change_id, error = %e, "unreadable statement mapping skipped"),
+        }
+    }
     Ok(out)
 }

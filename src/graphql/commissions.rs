@@ -255,6 +255,43 @@ pub struct ScheduleInput {
     pub effective_to: Option<Date>,
 }
 
+/// A statement column and the header a carrier's file uses for it.
+#[derive(InputObject, Debug, Clone)]
+pub struct ColumnMappingInput {
+    /// A `statement_lines` column of the data contract (not tenant_id or carrier_id).
+    pub column: String,
+    pub header: String,
+}
+
+#[derive(SimpleObject, Debug, Clone)]
+pub struct ColumnMapping {
+    pub column: String,
+    pub header: String,
+}
+
+/// How a carrier's statement files name the contract's columns
+/// (`POST /commissions/statements?carrierId=…` reads files with it).
+#[derive(SimpleObject, Debug, Clone)]
+pub struct StatementMapping {
+    pub carrier_id: ID,
+    pub columns: Vec<ColumnMapping>,
+    pub changed_at: String,
+    pub changed_by: String,
+}
+
+fn statement_mapping(carrier: String, m: &crate::commissions::upload::Mapping, c: &Change) -> StatementMapping {
+    StatementMapping {
+        carrier_id: ID(carrier),
+        columns: m
+            .columns
+            .iter()
+            .map(|(column, header)| ColumnMapping { column: column.clone(), header: header.clone() })
+            .collect(),
+        changed_at: c.changed_at.clone(),
+        changed_by: c.changed_by.clone(),
+    }
+}
+
 #[derive(SimpleObject, Debug, Clone)]
 pub struct AgentSplit {
     pub agent_id: ID,
@@ -882,6 +919,13 @@ impl CommissionsQuery {
         })
     }
 
+    /// The saved statement column mappings, by carrier.
+    #[graphql(cache_control(no_cache))]
+    async fn statement_mappings(&self, ctx: &Context<'_>) -> Result<Vec<StatementMapping>> {
+        let all = store::mappings(&view(ctx).session).await.map_err(internal)?;
+        Ok(all.into_iter().map(|(carrier, (m, c))| statement_mapping(carrier, &m, &c)).collect())
+    }
+
     /// The log of changes made through the commission mutations, oldest first.
     #[graphql(cache_control(no_cache))]
     async fn commission_changes(&self, ctx: &Context<'_>, action: Option<String>) -> Result<Vec<CommissionChange>> {
@@ -1257,6 +1301,44 @@ impl CommissionsMutation {
             statements: r.outcome.periods.iter().map(Into::into).collect(),
             discrepancies: r.outcome.discrepancies.into_iter().map(|d| Discrepancy::of(d, None)).collect(),
         })
+    }
+
+    /// Save how a carrier's statement files name the contract's
+    /// `statement_lines` columns; columns not named keep their own name. A
+    /// new mapping replaces the carrier's previous one (both stay in the log).
+    #[graphql(cache_control(no_cache))]
+    async fn set_statement_mapping(
+        &self,
+        ctx: &Context<'_>,
+        carrier_id: ID,
+        columns: Vec<ColumnMappingInput>,
+        note: Option<String>,
+    ) -> Result<StatementMapping> {
+        let principal = require(ctx)?;
+        check_note(&note)?;
+        let mut mapping = crate::commissions::upload::Mapping::default();
+        for c in &columns {
+            if mapping.columns.insert(c.column.trim().to_string(), c.header.trim().to_string()).is_some() {
+                return Err(bad_input(format!("the column {} is mapped twice", c.column.trim())));
+            }
+        }
+        mapping.check().map_err(bad_input)?;
+        if view(ctx).directory().await.map_err(internal)?.carrier(&carrier_id).is_none() {
+            return Err(not_found("no such carrier"));
+        }
+        let actor = Actor::now(&principal.subject);
+        let detail = serde_json::to_value(&mapping).map_err(internal)?;
+        let change_id = log_change(ctx, &actor, store::SET_MAPPING, &carrier_id, detail.clone(), note.clone()).await?;
+        let change = Change {
+            change_id,
+            changed_at: actor.at_text(),
+            changed_by: actor.subject,
+            action: store::SET_MAPPING.to_string(),
+            subject: carrier_id.0.clone(),
+            detail: detail.to_string(),
+            note,
+        };
+        Ok(statement_mapping(carrier_id.0, &mapping, &change))
     }
 
     /// Mark a discrepancy resolved with a note: an entry of the change log

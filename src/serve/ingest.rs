@@ -76,7 +76,16 @@ async fn accept_ams(state: &AppState, source: &str, headers: &HeaderMap, body: B
 /// credential with `ingest:write` (401/403/429), a streaming writer (503
 /// on a pinned version), and room in the backlog (503 with `Retry-After`).
 pub(super) fn admit(state: &AppState, headers: &HeaderMap) -> Result<(Principal, Arc<Stream>), ApiError> {
-    let principal = guard::authorize(state, headers, INGEST_WRITE, &state.ingest_limiter)?;
+    admit_with(state, headers, INGEST_WRITE)
+}
+
+/// [`admit`] for a door that lands rows under another permission (statement uploads).
+pub(super) fn admit_with(
+    state: &AppState,
+    headers: &HeaderMap,
+    permission: &str,
+) -> Result<(Principal, Arc<Stream>), ApiError> {
+    let principal = guard::authorize(state, headers, permission, &state.ingest_limiter)?;
     let Some(stream) = state.stream.get() else {
         let msg = "this server serves a pinned lake version and takes no events";
         return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, Code::NotReady, msg));

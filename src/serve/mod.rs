@@ -73,6 +73,7 @@ impl Application {
             .route("/reports/{file}", get(reports::download))
             .route("/feeds/renewals.csv", get(feeds::renewals_csv))
             .route("/commissions/discrepancies.csv", get(commissions::discrepancies))
+            .route("/commissions/statements", axum::routing::post(commissions::upload))
             .route("/ingest/events", axum::routing::post(ingest::events))
             .route("/ingest/ams/{source}", axum::routing::post(ingest::ams))
             .route("/ingest/summary", axum::routing::post(summary::import))

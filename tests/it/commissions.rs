@@ -645,3 +645,97 @@ fn cli_reconcile_and_accounting_export() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not YYYY-MM"));
 }
+
+#[tokio::test]
+async fn statement_upload_with_a_saved_mapping_lands_all_or_nothing() {
+    let app = TestApp::spawn_book(BOOK, |s| s).await;
+    let client = reqwest::Client::new();
+    let upload = |perms: &'static [&'static str], body: String| {
+        let req = client
+            .post(format!("{}/commissions/statements?carrierId=K1", app.url))
+            .header("Authorization", format!("Bearer {}", TestApp::token("t1", perms)))
+            .header("content-type", "text/csv")
+            .body(body);
+        async move {
+            let resp = req.send().await.unwrap();
+            let status = resp.status().as_u16();
+            (status, serde_json::from_slice::<Value>(&resp.bytes().await.unwrap()).unwrap())
+        }
+    };
+    let header = "Policy No,Comm Amt,Stmt #,Stmt Date,Month,Type\n";
+    let good = format!(
+        "{header}hm 101,10.00,ST-K1-2024-02,2024-03-12,2024-02,adjustment\nHM-102,12.50,ST-K1-2024-02,2024-03-12,2024-02,new\n"
+    );
+    assert_eq!(upload(&["analytics:read"], good.clone()).await.0, 403);
+
+    // Without a mapping the file's headers are not the contract's.
+    let (status, body) = upload(WRITE, good.clone()).await;
+    assert_eq!((status, body["errors"][0]["extensions"]["reason"].as_str()), (400, Some("missing_columns")));
+    assert_eq!(
+        body["errors"][0]["message"],
+        "the file lacks the column(s) statement_id, statement_date, period, policy_number, commission_amount"
+    );
+
+    let set = r#"mutation { setStatementMapping(carrierId: "K1", columns: [
+        {column: "statement_id", header: "Stmt #"}, {column: "statement_date", header: "Stmt Date"}, {column: "period", header: "Month"},
+        {column: "policy_number", header: "Policy No"}, {column: "commission_amount", header: "Comm Amt"}, {column: "kind", header: "Type"}])
+        { carrierId columns { column header } changedBy } }"#;
+    let m = ok(&app, "t1", WRITE, set).await["setStatementMapping"].clone();
+    assert_eq!(
+        (m["carrierId"].as_str(), m["changedBy"].as_str(), m["columns"].as_array().unwrap().len()),
+        (Some("K1"), Some("user@t1"), 6)
+    );
+    assert_eq!(m["columns"][0], json!({"column": "commission_amount", "header": "Comm Amt"}));
+    until(&app, "t1", "{ statementMappings { carrierId } }", |v| {
+        v["statementMappings"] == json!([{"carrierId": "K1"}])
+    })
+    .await;
+    // Another tenant with a carrier K1 of its own sees none of it.
+    assert_eq!(
+        ok(&app, "t2", &["analytics:read"], "{ statementMappings { carrierId } }").await,
+        json!({"statementMappings": []})
+    );
+    let (_, _, body) = app
+        .post(Auth::Bearer(TestApp::token("t1", WRITE)), r#"mutation { setStatementMapping(carrierId: "K1", columns: [{column: "tenant_id", header: "T"}]) { carrierId } }"#, json!({}))
+        .await;
+    assert_eq!(body["errors"][0]["extensions"]["code"], "BAD_INPUT");
+
+    // One bad amount: the whole file is refused and names the record.
+    let bad = format!(
+        "{header}hm 101,10.00,ST-K1-2024-02,2024-03-12,2024-02,adjustment\nHM-102,12.5x,ST-K1-2024-02,2024-03-12,2024-02,new\n"
+    );
+    let (status, body) = upload(WRITE, bad).await;
+    assert_eq!(status, 400, "{body}");
+    let ext = &body["errors"][0]["extensions"];
+    assert_eq!((ext["reason"].as_str(), ext["problems"].as_array().unwrap().len()), (Some("invalid_records"), 1));
+    assert_eq!(
+        (ext["problems"][0]["line"].as_u64(), ext["problems"][0]["code"].as_str()),
+        (Some(3), Some("invalid_money"))
+    );
+    // Over the body limit (1 MiB in tests): 413, nothing read.
+    let (status, body) = upload(WRITE, format!("{header}{}", "x".repeat(2 << 20))).await;
+    assert_eq!((status, body["errors"][0]["extensions"]["code"].as_str()), (413, Some("TOO_LARGE")));
+
+    let (status, body) = upload(WRITE, good).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["lines"], 2);
+    assert_eq!(body["statements"], json!(["ST-K1-2024-02"]));
+    assert_eq!((body["mapping"].as_str(), body["committed"].as_bool()), (Some("saved"), Some(true)));
+
+    // The lines are reconciled like any others: February has no booked row, so both are unexpected.
+    let rec = r#"mutation { reconcile(carrierId: "K1", period: "2024-02") { statements { lines paidTotal } discrepancies { type lineId paidAmount } } }"#;
+    let mut r = Value::Null;
+    for _ in 0..50 {
+        r = ok(&app, "t1", WRITE, rec).await["reconcile"].clone();
+        if r["statements"][0]["lines"] == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        r,
+        json!({"statements": [{"lines": 2, "paidTotal": "22.50"}], "discrepancies": [
+            {"type": "UNEXPECTED", "lineId": "1", "paidAmount": "10.00"},
+            {"type": "UNEXPECTED", "lineId": "2", "paidAmount": "12.50"}]})
+    );
+}

@@ -390,6 +390,7 @@ async fn every_root_field_answers_only_with_the_callers_tenant() {
              commissionAudit {{ checked findings {{ commissionId }} }}
              discrepancies {{ totalCount }}
              commissionChanges {{ action }}
+             statementMappings {{ carrierId }}
              accountingExport(period: "2024-01") {{ entries {{ journalNo totalDebits }} }}
              producerStatement(agentId: "B1", period: "2024-01") {{ total }} }}"#
     );
@@ -437,6 +438,7 @@ async fn every_root_field_answers_only_with_the_callers_tenant() {
             "commissionAudit": {"checked": 1, "findings": []},
             "discrepancies": {"totalCount": 0},
             "commissionChanges": [],
+            "statementMappings": [],
             "accountingExport": {"entries": [{"journalNo": "2024-01-G1", "totalDebits": "1400.00"}]},
             "producerStatement": {"total": "400.00"}
         }})
