@@ -33,8 +33,10 @@
 //! Speed: one pass over each side's Arrow columns (the two sides keyed on
 //! two threads), no string allocated per row. The key is a 128-bit xxh3
 //! hash of the normalised number seeded by carrier and month — two distinct
-//! keys would have to collide in 128 bits to be confused — and the group
-//! map uses its bits as they are.
+//! keys would have to collide in 128 bits to be confused. Lines and rows
+//! are then sorted by statement (a counting sort) and each statement is
+//! matched on its own, with a map small enough to stay in cache, the
+//! statements split over two threads.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::str::FromStr;
@@ -208,40 +210,6 @@ fn month_text(m: i32) -> String {
 
 fn opt_str(a: &StringArray, i: usize) -> Option<&str> {
     (!a.is_null(i)).then(|| a.value(i))
-}
-
-/// Linked lists of row indices per group, in insertion order.
-struct Chains {
-    head: Vec<u32>,
-    tail: Vec<u32>,
-    next: Vec<u32>,
-}
-
-impl Chains {
-    fn new(rows: usize) -> Self {
-        Chains { head: Vec::new(), tail: Vec::new(), next: vec![NONE; rows] }
-    }
-    fn push(&mut self, group: u32, row: u32) {
-        let g = group as usize;
-        if g >= self.head.len() {
-            self.head.resize(g + 1, NONE);
-            self.tail.resize(g + 1, NONE);
-        }
-        if self.tail[g] == NONE {
-            self.head[g] = row;
-        } else {
-            self.next[self.tail[g] as usize] = row;
-        }
-        self.tail[g] = row;
-    }
-    fn collect(&self, group: u32, out: &mut Vec<u32>) {
-        out.clear();
-        let mut r = self.head.get(group as usize).copied().unwrap_or(NONE);
-        while r != NONE {
-            out.push(r);
-            r = self.next[r as usize];
-        }
-    }
 }
 
 /// (carrier, month index) of a group.
@@ -426,109 +394,85 @@ pub fn reconcile(
     let row_carrier: Vec<u32> = kr.carriers.names.iter().map(|c| carriers.id(c)).collect();
     let wanted: Option<HashSet<Key, foldhash::fast::RandomState>> =
         statements.map(|s| s.iter().map(|(c, m)| (carriers.id(c), *m)).collect());
+    let line_key = |i: usize| (line_carrier[kl.carrier[i] as usize], kl.month[i]);
+    let row_key = |i: usize| (row_carrier[kr.carrier[i] as usize], kr.month[i]);
+    // Lines without a valid period, overrides and rows of statements not
+    // reconciled now take no part.
+    let line_in: Vec<bool> = kl.hash.iter().map(|h| *h != u128::MAX).collect();
+    let row_in: Vec<bool> =
+        (0..n_rows).map(|i| kr.kind[i] != 4 && wanted.as_ref().is_none_or(|w| w.contains(&row_key(i)))).collect();
 
-    let mut groups: HashMap<u128, u32, ByHash> =
-        HashMap::with_capacity_and_hasher(n_lines + n_rows / 8, ByHash::default());
-    let mut keys: Vec<Key> = Vec::with_capacity(n_lines + n_rows / 8);
-    let mut rows = Chains::new(n_rows);
-    let mut lns = Chains::new(n_lines);
-    let mut group_of = |hash: u128, key: Key, keys: &mut Vec<Key>| -> u32 {
-        *groups.entry(hash).or_insert_with(|| {
-            keys.push(key);
-            (keys.len() - 1) as u32
-        })
+    // Each statement (carrier, month) a dense index; lines and rows sorted
+    // by it (a counting sort), so that each statement is matched on its own
+    // with a small, cache-resident map — and the statements on two threads.
+    let months_in = (0..n_lines).filter(|&i| line_in[i]).map(|i| kl.month[i]);
+    let months_in = months_in.chain((0..n_rows).filter(|&i| row_in[i]).map(|i| kr.month[i]));
+    let (min_month, max_month) = months_in.fold((i32::MAX, i32::MIN), |(a, b), m| (a.min(m), b.max(m)));
+    let span = if min_month > max_month { 0 } else { (max_month - min_month + 1) as usize };
+    let n_statements = span * carriers.names.len();
+    let statement_of = |k: Key| k.0 as usize * span + (k.1 - min_month) as usize;
+    let by_statement = |n: usize, keep: &[bool], key: &dyn Fn(usize) -> Key| {
+        let mut start = vec![0usize; n_statements + 1];
+        for i in (0..n).filter(|&i| keep[i]) {
+            start[statement_of(key(i)) + 1] += 1;
+        }
+        for s in 0..n_statements {
+            start[s + 1] += start[s];
+        }
+        let mut at = start.clone();
+        let mut sorted = vec![0u32; start[n_statements]];
+        for i in (0..n).filter(|&i| keep[i]) {
+            let s = statement_of(key(i));
+            sorted[at[s]] = i as u32;
+            at[s] += 1;
+        }
+        (start, sorted)
     };
-    for i in 0..n_lines {
-        if kl.hash[i] == u128::MAX {
-            continue; // no valid period
-        }
-        let key = (line_carrier[kl.carrier[i] as usize], kl.month[i]);
-        lns.push(group_of(kl.hash[i], key, &mut keys), i as u32);
-    }
-    for i in 0..n_rows {
-        if kr.kind[i] == 4 {
-            continue; // overrides are never on a statement
-        }
-        let key = (row_carrier[kr.carrier[i] as usize], kr.month[i]);
-        if wanted.as_ref().is_some_and(|w| !w.contains(&key)) {
-            continue; // a statement not reconciled now
-        }
-        let group = if kr.hash[i] == u128::MAX {
-            // No policy number: a group of its own, which no line can join.
-            keys.push(key);
-            (keys.len() - 1) as u32
-        } else {
-            group_of(kr.hash[i], key, &mut keys)
-        };
-        rows.push(group, i as u32);
-    }
-
-    // Tallies by (carrier, month), indexed directly.
-    let (min_month, max_month) = keys.iter().fold((i32::MAX, i32::MIN), |(a, b), k| (a.min(k.1), b.max(k.1)));
-    let span = if keys.is_empty() { 0 } else { (max_month - min_month + 1) as usize };
-    let mut tallies: Vec<Option<Tally>> = vec![None; span * carriers.names.len()];
-    let tally_at = |k: &Key| k.0 as usize * span + (k.1 - min_month) as usize;
+    let (line_start, lines_sorted) = by_statement(n_lines, &line_in, &line_key);
+    let (row_start, rows_sorted) = by_statement(n_rows, &row_in, &row_key);
+    let size = |s: usize| line_start[s + 1] - line_start[s] + row_start[s + 1] - row_start[s];
+    let busy: Vec<usize> = (0..n_statements).filter(|&s| size(s) > 0).collect();
+    // Two halves of about equal work.
+    let total: usize = busy.iter().map(|&s| size(s)).sum();
+    let mut acc = 0;
+    let split = busy.iter().position(|&s| {
+        acc += size(s);
+        acc * 2 >= total
+    });
+    let split = split.map_or(busy.len(), |p| p + 1);
 
     let ctx = Ctx { lines, booked, schedules, opts, carriers: &carriers.names };
-    let mut out = Vec::new();
-    let mut scratch = Scratch::default();
-    let (mut e, mut l) = (Vec::new(), Vec::new());
-    for (g, key) in keys.iter().enumerate() {
-        rows.collect(g as u32, &mut e);
-        lns.collect(g as u32, &mut l);
-        // Most keys hold one row and the one line that pays it exactly.
-        if let ([r], [li]) = (e.as_slice(), l.as_slice()) {
-            let (r, li) = (*r as usize, *li as usize);
-            let (gross, paid) = (booked.gross.value(r), lines.amount.value(li));
-            if compatible(kl.kind[li], kr.kind[r]) && (paid - gross).abs() <= opts.tolerance_cents {
-                let t = tallies[tally_at(key)].get_or_insert_with(Tally::default);
-                t.lines += 1;
-                t.booked_rows += 1;
-                t.matched += 1;
-                t.expected_cents += gross;
-                t.paid_cents += paid;
-                continue;
-            }
-        }
-        if e.len() > 1 {
-            e.sort_by(|&a, &b| {
-                let (a, b) = (a as usize, b as usize);
-                (booked.transaction_date.value(a), booked.commission_id.value(a))
-                    .cmp(&(booked.transaction_date.value(b), booked.commission_id.value(b)))
-            });
-        }
-        if l.len() > 1 {
-            l.sort_by(|&a, &b| {
-                let (a, b) = (a as usize, b as usize);
-                (lines.statement_date.value(a), lines.statement_id.value(a), lines.line_id.value(a)).cmp(&(
-                    lines.statement_date.value(b),
-                    lines.statement_id.value(b),
-                    lines.line_id.value(b),
-                ))
-            });
-        }
-        let tally = tallies[tally_at(key)].get_or_insert_with(Tally::default);
-        let before = out.len();
-        ctx.match_group(key, &e, &l, &kr.kind, &kl.kind, tally, &mut scratch, &mut out);
-        tally.discrepancies += (out.len() - before) as u64;
-    }
-    let mut periods: Vec<PeriodSummary> = Vec::new();
-    for (c, name) in carriers.names.iter().enumerate() {
-        for m in 0..span {
-            if let Some(t) = &tallies[c * span + m] {
-                periods.push(PeriodSummary {
-                    carrier_id: name.to_string(),
-                    period: month_text(min_month + m as i32),
-                    lines: t.lines,
-                    booked_rows: t.booked_rows,
-                    matched: t.matched,
-                    expected_total: from_units(t.expected_cents, 2),
-                    paid_total: from_units(t.paid_cents, 2),
-                    discrepancies: t.discrepancies,
-                });
-            }
-        }
-    }
+    let part = Part {
+        ctx: &ctx,
+        kl: &kl,
+        kr: &kr,
+        line_start: &line_start,
+        lines_sorted: &lines_sorted,
+        row_start: &row_start,
+        rows_sorted: &rows_sorted,
+        span,
+        min_month,
+    };
+    let ((mut tallies, mut out), (more_tallies, more_out)) = std::thread::scope(|s| {
+        let first = s.spawn(|| part.run(&busy[..split]));
+        let second = part.run(&busy[split..]);
+        (first.join().expect("matching statements"), second)
+    });
+    tallies.extend(more_tallies);
+    out.extend(more_out);
+    let mut periods: Vec<PeriodSummary> = tallies
+        .into_iter()
+        .map(|(s, t)| PeriodSummary {
+            carrier_id: carriers.names[s / span].to_string(),
+            period: month_text(min_month + (s % span) as i32),
+            lines: t.lines,
+            booked_rows: t.booked_rows,
+            matched: t.matched,
+            expected_total: from_units(t.expected_cents, 2),
+            paid_total: from_units(t.paid_cents, 2),
+            discrepancies: t.discrepancies,
+        })
+        .collect();
     periods.sort_by(|a, b| (&a.carrier_id, &a.period).cmp(&(&b.carrier_id, &b.period)));
     out.sort_by(|a, b| {
         (&a.carrier_id, &a.period, a.kind_of, &a.statement_id, &a.line_id, &a.commission_id).cmp(&(
@@ -541,6 +485,115 @@ pub fn reconcile(
         ))
     });
     Outcome { periods, discrepancies: out }
+}
+
+/// The lines and rows of every statement, for matching statements apart.
+struct Part<'a> {
+    ctx: &'a Ctx<'a>,
+    kl: &'a Keyed<'a>,
+    kr: &'a Keyed<'a>,
+    line_start: &'a [usize],
+    lines_sorted: &'a [u32],
+    row_start: &'a [usize],
+    rows_sorted: &'a [u32],
+    span: usize,
+    min_month: i32,
+}
+
+impl Part<'_> {
+    /// Match `statements` (dense indices); their tallies and discrepancies.
+    fn run(&self, statements: &[usize]) -> (Vec<(usize, Tally)>, Vec<Discrepancy>) {
+        let (kl, kr) = (self.kl, self.kr);
+        let (booked, lines, opts) = (self.ctx.booked, self.ctx.lines, self.ctx.opts);
+        let mut map: HashMap<u128, u32, ByHash> = HashMap::default();
+        // Per group, its first line and row (local positions); then a list each.
+        let (mut line_head, mut row_head) = (Vec::<u32>::new(), Vec::<u32>::new());
+        let (mut line_next, mut row_next) = (Vec::<u32>::new(), Vec::<u32>::new());
+        let mut scratch = Scratch::default();
+        let (mut e, mut l) = (Vec::new(), Vec::new());
+        let mut tallies = Vec::with_capacity(statements.len());
+        let mut out = Vec::new();
+        for &s in statements {
+            let ls = &self.lines_sorted[self.line_start[s]..self.line_start[s + 1]];
+            let rs = &self.rows_sorted[self.row_start[s]..self.row_start[s + 1]];
+            let key: Key = ((s / self.span) as u32, self.min_month + (s % self.span) as i32);
+            map.clear();
+            line_head.clear();
+            row_head.clear();
+            line_next.clear();
+            line_next.resize(ls.len(), NONE);
+            row_next.clear();
+            row_next.resize(rs.len(), NONE);
+            let new_group = |line_head: &mut Vec<u32>, row_head: &mut Vec<u32>| {
+                line_head.push(NONE);
+                row_head.push(NONE);
+                (line_head.len() - 1) as u32
+            };
+            for (j, &li) in ls.iter().enumerate() {
+                let g = *map.entry(kl.hash[li as usize]).or_insert_with(|| new_group(&mut line_head, &mut row_head));
+                line_next[j] = line_head[g as usize];
+                line_head[g as usize] = j as u32;
+            }
+            for (k, &ri) in rs.iter().enumerate() {
+                let hash = kr.hash[ri as usize];
+                let g = match map.get(&hash) {
+                    Some(&g) => g,
+                    // No line of this key: a group of its own (also every row without a policy number).
+                    None => new_group(&mut line_head, &mut row_head),
+                };
+                row_next[k] = row_head[g as usize];
+                row_head[g as usize] = k as u32;
+            }
+            let mut tally = Tally::default();
+            for g in 0..line_head.len() {
+                let walk = |head: u32, next: &[u32], of: &[u32], out: &mut Vec<u32>| {
+                    out.clear();
+                    let mut at = head;
+                    while at != NONE {
+                        out.push(of[at as usize]);
+                        at = next[at as usize];
+                    }
+                };
+                walk(row_head[g], &row_next, rs, &mut e);
+                walk(line_head[g], &line_next, ls, &mut l);
+                // Most keys hold one row and the one line that pays it exactly.
+                if let ([r], [li]) = (e.as_slice(), l.as_slice()) {
+                    let (r, li) = (*r as usize, *li as usize);
+                    let (gross, paid) = (booked.gross.value(r), lines.amount.value(li));
+                    if compatible(kl.kind[li], kr.kind[r]) && (paid - gross).abs() <= opts.tolerance_cents {
+                        tally.lines += 1;
+                        tally.booked_rows += 1;
+                        tally.matched += 1;
+                        tally.expected_cents += gross;
+                        tally.paid_cents += paid;
+                        continue;
+                    }
+                }
+                if e.len() > 1 {
+                    e.sort_by(|&a, &b| {
+                        let (a, b) = (a as usize, b as usize);
+                        (booked.transaction_date.value(a), booked.commission_id.value(a))
+                            .cmp(&(booked.transaction_date.value(b), booked.commission_id.value(b)))
+                    });
+                }
+                if l.len() > 1 {
+                    l.sort_by(|&a, &b| {
+                        let (a, b) = (a as usize, b as usize);
+                        (lines.statement_date.value(a), lines.statement_id.value(a), lines.line_id.value(a)).cmp(&(
+                            lines.statement_date.value(b),
+                            lines.statement_id.value(b),
+                            lines.line_id.value(b),
+                        ))
+                    });
+                }
+                let before = out.len();
+                self.ctx.match_group(&key, &e, &l, &kr.kind, &kl.kind, &mut tally, &mut scratch, &mut out);
+                tally.discrepancies += (out.len() - before) as u64;
+            }
+            tallies.push((s, tally));
+        }
+        (tallies, out)
+    }
 }
 
 /// Buffers of `match_group`, reused from one key to the next.
