@@ -12,6 +12,7 @@ import http.client
 import json
 import os
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -74,15 +75,21 @@ def duck_join(files):
     from l full outer join es
       on l.carrier_id = es.carrier_id and l.period = es.period and l.n = es.n and l.kind = es.kind
     """
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     row = con.execute(sql).fetchone()
-    return time.perf_counter() - t0, row
+    return time.perf_counter() - t0, time.process_time() - c0, row
+
+
+def cpu_of_children():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
 
 
 def cip_reconcile(lake, tenant):
-    t0 = time.perf_counter()
+    """Wall time, CPU time (user + sys of the whole process) and the answer."""
+    t0, c0 = time.perf_counter(), cpu_of_children()
     out = json.loads(cip("reconcile", "--lake", lake, "--tenant", tenant, "--json"))
-    return time.perf_counter() - t0, out
+    return time.perf_counter() - t0, cpu_of_children() - c0, out
 
 
 def counts_of(out):
@@ -181,15 +188,17 @@ def main():
     a = ap.parse_args()
     tenant, files = files_of(a.lake)
 
-    duck, cips = [], []
+    duck, duck_cpu, cips = [], [], []
     for i in range(a.runs):
-        wall, out = cip_reconcile(a.lake, tenant)
+        wall, cpu, out = cip_reconcile(a.lake, tenant)
         t = out["timings"]
-        cips.append((t["total_ms"] / 1000, wall, t))
-        d, row = duck_join(files)
+        cips.append((t["total_ms"] / 1000, wall, cpu))
+        d, dc, row = duck_join(files)
         duck.append(d)
+        duck_cpu.append(dc)
         print(f"run {i + 1}: cip reconcile {t['total_ms'] / 1000:.2f} s in process (read {t['read_ms']} ms, "
-              f"match {t['match_ms']} ms, write {t['write_ms']} ms), {wall:.2f} s wall; duckdb join {d:.2f} s")
+              f"match {t['match_ms']} ms, write {t['write_ms']} ms), {wall:.2f} s wall, {cpu:.2f} s CPU; "
+              f"duckdb join {d:.2f} s, {dc:.2f} s CPU")
     _paired, rows_without_line, lines_without_row, lines = row
     duck_counts = {"lines": lines, "rows_without_line": rows_without_line, "lines_without_row": lines_without_row}
     cip_counts = counts_of(out)
@@ -203,6 +212,9 @@ def main():
     cip_wall = statistics.median(c[1] for c in cips)
     duck_med = statistics.median(duck)
     ratio_in, ratio_wall = cip_in / duck_med, cip_wall / duck_med
+    cpu_ratio = statistics.median(c[2] for c in cips) / statistics.median(duck_cpu)
+    print(f"CPU (user + sys): cip {statistics.median(c[2] for c in cips):.2f} s for the whole process, "
+          f"duckdb {statistics.median(duck_cpu):.2f} s for the query: {cpu_ratio:.2f}x; load average {os.getloadavg()[0]:.1f}")
     print(f"reconcile: cip {cip_in:.2f} s in process ({cip_wall:.2f} s wall incl. start and lake open), "
           f"duckdb {duck_med:.2f} s; ratio {ratio_in:.2f}x in process, {ratio_wall:.2f}x wall "
           f"(targets <= {TARGET_SECONDS} s, <= {TARGET_RATIO}x): "

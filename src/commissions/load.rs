@@ -6,7 +6,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use arrow::array::{Array, ArrayRef, AsArray, Date32Array, Decimal128Array, RecordBatch, StringArray, UInt32Array};
-use arrow::compute::{cast, concat_batches, take};
+use arrow::compute::{cast, concat, take};
 use arrow::datatypes::DataType;
 use chrono::NaiveDate;
 use datafusion::common::ScalarValue;
@@ -14,6 +14,7 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::prelude::{DataFrame, Expr, SessionContext, col, lit};
 use rust_decimal::Decimal;
 
+use super::columns::Chunked;
 use super::money::from_units;
 use super::reconcile::{Booked, ByHash, Lines, period_bounds};
 use super::schedules::{AgentTerms, Agents, ScheduleRow, Schedules, SplitChange, TermKind};
@@ -64,47 +65,53 @@ pub struct CommissionRow {
     pub statement_id: Option<String>,
 }
 
-/// Columns of one result, whatever batches the engine returned.
-struct Cols(RecordBatch);
+/// Columns of one result, as the batches the engine returned (not copied
+/// into one: see `columns.rs`).
+struct Cols(Vec<RecordBatch>);
 
 impl Cols {
     async fn of(df: DataFrame) -> Result<Cols> {
-        let schema = df.schema().inner().clone();
-        let batches = df.collect().await?;
-        Ok(Cols(concat_batches(&schema, &batches)?))
+        Ok(Cols(df.collect().await?))
     }
     fn len(&self) -> usize {
-        self.0.num_rows()
+        self.0.iter().map(|b| b.num_rows()).sum()
     }
-    fn raw(&self, name: &str) -> Result<&ArrayRef> {
-        self.0.column_by_name(name).ok_or_else(|| DataFusionError::Internal(format!("no column {name}")))
+    fn parts(&self, name: &str, to: &DataType) -> Result<Vec<ArrayRef>> {
+        self.0
+            .iter()
+            .map(|b| {
+                let col =
+                    b.column_by_name(name).ok_or_else(|| DataFusionError::Internal(format!("no column {name}")))?;
+                Ok(cast(col, to)?)
+            })
+            .collect()
     }
-    fn strings(&self, name: &str) -> Result<StringArray> {
-        Ok(cast(self.raw(name)?, &DataType::Utf8)?.as_string::<i32>().clone())
+    fn strings(&self, name: &str) -> Result<Chunked<StringArray>> {
+        Ok(Chunked::new(self.parts(name, &DataType::Utf8)?.iter().map(|a| a.as_string::<i32>().clone()).collect()))
     }
-    fn dates(&self, name: &str) -> Result<Date32Array> {
-        Ok(cast(self.raw(name)?, &DataType::Date32)?.as_primitive().clone())
+    fn dates(&self, name: &str) -> Result<Chunked<Date32Array>> {
+        Ok(Chunked::new(self.parts(name, &DataType::Date32)?.iter().map(|a| a.as_primitive().clone()).collect()))
     }
-    fn money(&self, name: &str) -> Result<Decimal128Array> {
+    fn money(&self, name: &str) -> Result<Chunked<Decimal128Array>> {
         let t = DataType::Decimal128(MONEY_PRECISION, MONEY_SCALE);
-        Ok(cast(self.raw(name)?, &t)?.as_primitive().clone())
+        Ok(Chunked::new(self.parts(name, &t)?.iter().map(|a| a.as_primitive().clone()).collect()))
     }
-    fn rates(&self, name: &str) -> Result<Decimal128Array> {
+    fn rates(&self, name: &str) -> Result<Chunked<Decimal128Array>> {
         let t = DataType::Decimal128(RATE_PRECISION, RATE_SCALE);
-        Ok(cast(self.raw(name)?, &t)?.as_primitive().clone())
+        Ok(Chunked::new(self.parts(name, &t)?.iter().map(|a| a.as_primitive().clone()).collect()))
     }
 }
 
-fn opt_string(a: &StringArray, i: usize) -> Option<String> {
-    (!a.is_null(i)).then(|| a.value(i).to_string())
+fn opt_string(a: &Chunked<StringArray>, i: usize) -> Option<String> {
+    a.get(i).map(String::from)
 }
-fn opt_date(a: &Date32Array, i: usize) -> Option<NaiveDate> {
+fn opt_date(a: &Chunked<Date32Array>, i: usize) -> Option<NaiveDate> {
     (!a.is_null(i)).then(|| days_to_date(a.value(i)))
 }
-fn opt_dec(a: &Decimal128Array, i: usize) -> Option<Decimal> {
+fn opt_dec(a: &Chunked<Decimal128Array>, i: usize) -> Option<Decimal> {
     (!a.is_null(i)).then(|| from_units(a.value(i), a.scale()))
 }
-fn dec(a: &Decimal128Array, i: usize) -> Decimal {
+fn dec(a: &Chunked<Decimal128Array>, i: usize) -> Decimal {
     from_units(a.value(i), a.scale())
 }
 
@@ -365,10 +372,38 @@ pub async fn booked(session: &SessionContext, scope: &Scope) -> Result<Booked> {
     for i in 0..ids.len() {
         index.insert(hash(ids.value(i)), i as u32);
     }
-    let row_policy = c.strings("policy_id")?;
-    let at: UInt32Array = (0..row_policy.len()).map(|i| index.get(&hash(row_policy.value(i))).copied()).collect();
-    let of_policy =
-        |name: &str| -> Result<StringArray> { Ok(take(&p.strings(name)?, &at, None)?.as_string::<i32>().clone()) };
+    // The policies' number and line as single arrays, to take from.
+    let single = |name: &str| -> Result<ArrayRef> {
+        let parts = p.parts(name, &DataType::Utf8)?;
+        let refs: Vec<&dyn Array> = parts.iter().map(|a| a.as_ref()).collect();
+        Ok(if refs.is_empty() { arrow::array::new_empty_array(&DataType::Utf8) } else { concat(&refs)? })
+    };
+    let (numbers, lines_of) = (single("policy_number")?, single("line_of_business")?);
+    let (row_policy, kind) = (c.strings("policy_id")?, c.strings("kind")?);
+    // Per part of the rows, each row's policy. Probing is mostly cache
+    // misses: half the parts on another thread. The matcher skips
+    // overrides, so they need no policy.
+    let probe = |parts: std::ops::Range<usize>| -> Vec<UInt32Array> {
+        parts
+            .map(|q| {
+                let (ids, kinds) = (&row_policy.parts()[q], &kind.parts()[q]);
+                (0..ids.len())
+                    .map(|j| if kinds.value(j) == "override" { None } else { index.get(&hash(ids.value(j))).copied() })
+                    .collect()
+            })
+            .collect()
+    };
+    let n = row_policy.parts().len();
+    let (mut at, second) = std::thread::scope(|s| {
+        let second = s.spawn(|| probe(n / 2..n));
+        (probe(0..n / 2), second.join().expect("probing policies"))
+    });
+    at.extend(second);
+    let of_policy = |from: &ArrayRef| -> Result<Chunked<StringArray>> {
+        let parts: Result<Vec<StringArray>> =
+            at.iter().map(|idx| Ok(take(from, idx, None)?.as_string::<i32>().clone())).collect();
+        Ok(Chunked::new(parts?))
+    };
     Ok(Booked {
         commission_id: c.strings("commission_id")?,
         policy_id: c.strings("policy_id")?,
@@ -380,7 +415,7 @@ pub async fn booked(session: &SessionContext, scope: &Scope) -> Result<Booked> {
         gross: c.money("gross_commission")?,
         status: c.strings("status")?,
         statement_id: c.strings("statement_id")?,
-        policy_number: of_policy("policy_number")?,
-        line_of_business: of_policy("line_of_business")?,
+        policy_number: of_policy(&numbers)?,
+        line_of_business: of_policy(&lines_of)?,
     })
 }

@@ -9,6 +9,7 @@
 //! - `reconcile`: statement lines against booked rows, classified;
 //! - `accounting`: journal entries and producer statements of a month;
 //! - `upload`: carrier statements as CSV, mapped per carrier;
+//! - `columns`: the engine's batches read as one column without a copy;
 //! - `load` reads a tenant's view, `store` writes and reads the engine's
 //!   own lake tables.
 //!
@@ -17,6 +18,7 @@
 pub mod accounting;
 pub mod audit;
 pub mod calc;
+pub mod columns;
 pub mod load;
 pub mod money;
 pub mod normalize;
@@ -27,7 +29,6 @@ pub mod upload;
 
 use std::time::Instant;
 
-use arrow::array::Array;
 use chrono::NaiveDate;
 use datafusion::prelude::SessionContext;
 use rust_decimal::Decimal;

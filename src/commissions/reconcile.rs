@@ -45,45 +45,47 @@ use arrow::array::{Array, Date32Array, Decimal128Array, StringArray};
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
 
+use super::columns::Chunked;
 use super::money::{fmt_money, fmt_rate, from_units, round_cents};
 use super::normalize::normalize_into;
 use super::schedules::Schedules;
 use crate::contract::values::{days_to_date, parse_month};
 
-/// Statement lines, as columns (`statement_lines`).
+/// Statement lines, as columns (`statement_lines`). The columns of one
+/// value share their parts (they come from the same batches).
 #[derive(Debug, Clone)]
 pub struct Lines {
-    pub statement_id: StringArray,
-    pub line_id: StringArray,
-    pub carrier_id: StringArray,
-    pub statement_date: Date32Array,
+    pub statement_id: Chunked<StringArray>,
+    pub line_id: Chunked<StringArray>,
+    pub carrier_id: Chunked<StringArray>,
+    pub statement_date: Chunked<Date32Array>,
     /// `YYYY-MM`.
-    pub period: StringArray,
-    pub policy_number: StringArray,
+    pub period: Chunked<StringArray>,
+    pub policy_number: Chunked<StringArray>,
     /// Decimal128(18, 2).
-    pub amount: Decimal128Array,
-    pub kind: StringArray,
+    pub amount: Chunked<Decimal128Array>,
+    pub kind: Chunked<StringArray>,
 }
 
 /// Booked commission rows (overrides are skipped) with their policy's
-/// number and line (`commissions` ⟕ `policies`).
+/// number and line (`commissions` ⟕ `policies`); columns share their parts.
 #[derive(Debug, Clone)]
 pub struct Booked {
-    pub commission_id: StringArray,
-    pub policy_id: StringArray,
-    pub carrier_id: StringArray,
-    pub transaction_date: Date32Array,
-    pub kind: StringArray,
+    pub commission_id: Chunked<StringArray>,
+    pub policy_id: Chunked<StringArray>,
+    pub carrier_id: Chunked<StringArray>,
+    pub transaction_date: Chunked<Date32Array>,
+    pub kind: Chunked<StringArray>,
     /// Decimal128(18, 2).
-    pub premium: Decimal128Array,
+    pub premium: Chunked<Decimal128Array>,
     /// Decimal128(12, 6).
-    pub rate: Decimal128Array,
-    pub gross: Decimal128Array,
-    pub status: StringArray,
-    pub statement_id: StringArray,
+    pub rate: Chunked<Decimal128Array>,
+    pub gross: Chunked<Decimal128Array>,
+    pub status: Chunked<StringArray>,
+    pub statement_id: Chunked<StringArray>,
     /// Null when the row's policy is not in the lake.
-    pub policy_number: StringArray,
-    pub line_of_business: StringArray,
+    pub policy_number: Chunked<StringArray>,
+    pub line_of_business: Chunked<StringArray>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
@@ -208,8 +210,8 @@ fn month_text(m: i32) -> String {
     format!("{:04}-{:02}", m.div_euclid(12), m.rem_euclid(12) + 1)
 }
 
-fn opt_str(a: &StringArray, i: usize) -> Option<&str> {
-    (!a.is_null(i)).then(|| a.value(i))
+fn opt_str(a: &Chunked<StringArray>, i: usize) -> Option<&str> {
+    a.get(i)
 }
 
 /// (carrier, month index) of a group.
@@ -265,6 +267,8 @@ impl<'a> Carriers<'a> {
 /// month kept beside it. Computed for both sides at once, one thread each.
 struct Keyed<'a> {
     hash: Vec<u128>,
+    /// The line's amount or the row's gross, in cents.
+    cents: Vec<i64>,
     carrier: Vec<u32>,
     month: Vec<i32>,
     kind: Vec<u8>,
@@ -275,6 +279,7 @@ impl<'a> Keyed<'a> {
     fn new(n: usize) -> Self {
         Keyed {
             hash: Vec::with_capacity(n),
+            cents: Vec::with_capacity(n),
             carrier: Vec::with_capacity(n),
             month: Vec::with_capacity(n),
             kind: Vec::with_capacity(n),
@@ -283,12 +288,14 @@ impl<'a> Keyed<'a> {
     }
 
     /// Seeds of the number hash per interned carrier.
+    #[allow(clippy::too_many_arguments)]
     fn push(
         &mut self,
         carrier: &'a str,
         month: i32,
         number: Option<&str>,
         kind: u8,
+        cents: i128,
         seeds: &mut Vec<u64>,
         buf: &mut String,
     ) {
@@ -307,6 +314,8 @@ impl<'a> Keyed<'a> {
             None => u128::MAX,
         };
         self.hash.push(hash);
+        // Decimal128(18, 2) units fit in 64 bits.
+        self.cents.push(cents as i64);
         self.carrier.push(c);
         self.month.push(month);
         self.kind.push(kind);
@@ -314,28 +323,37 @@ impl<'a> Keyed<'a> {
 }
 
 fn keyed_lines(lines: &Lines) -> Keyed<'_> {
-    let n = lines.line_id.len();
-    let (mut out, mut seeds, mut buf) = (Keyed::new(n), Vec::new(), String::new());
-    for i in 0..n {
-        // The lake holds only valid periods (the contract's `YYYY-MM`); a line
-        // without one could be matched by nothing and counts nowhere.
-        let month = parse_month(lines.period.value(i)).map(|(y, m)| y * 12 + m as i32 - 1);
-        let kind = kind_code(opt_str(&lines.kind, i));
-        let number = month.map(|_| lines.policy_number.value(i));
-        out.push(lines.carrier_id.value(i), month.unwrap_or(0), number, kind, &mut seeds, &mut buf);
+    let (mut out, mut seeds, mut buf) = (Keyed::new(lines.line_id.len()), Vec::new(), String::new());
+    // Part by part: the columns share their parts.
+    for p in 0..lines.line_id.parts().len() {
+        let (carrier, period) = (&lines.carrier_id.parts()[p], &lines.period.parts()[p]);
+        let (number, amount, kind) =
+            (&lines.policy_number.parts()[p], &lines.amount.parts()[p], &lines.kind.parts()[p]);
+        for j in 0..carrier.len() {
+            // The lake holds only valid periods (the contract's `YYYY-MM`); a
+            // line without one could be matched by nothing and counts nowhere.
+            let month = parse_month(period.value(j)).map(|(y, m)| y * 12 + m as i32 - 1);
+            let k = kind_code((!kind.is_null(j)).then(|| kind.value(j)));
+            let n = month.map(|_| number.value(j));
+            out.push(carrier.value(j), month.unwrap_or(0), n, k, amount.value(j), &mut seeds, &mut buf);
+        }
     }
     out
 }
 
 fn keyed_rows(booked: &Booked) -> Keyed<'_> {
-    let n = booked.commission_id.len();
-    let (mut out, mut seeds, mut buf) = (Keyed::new(n), Vec::new(), String::new());
+    let (mut out, mut seeds, mut buf) = (Keyed::new(booked.commission_id.len()), Vec::new(), String::new());
     let months = Months::new(&booked.transaction_date);
-    for i in 0..n {
-        let month = months.get(booked.transaction_date.value(i));
-        let kind = kind_code(opt_str(&booked.kind, i));
-        let number = opt_str(&booked.policy_number, i);
-        out.push(booked.carrier_id.value(i), month, number, kind, &mut seeds, &mut buf);
+    for p in 0..booked.commission_id.parts().len() {
+        let (carrier, date, kind) =
+            (&booked.carrier_id.parts()[p], &booked.transaction_date.parts()[p], &booked.kind.parts()[p]);
+        let (number, gross) = (&booked.policy_number.parts()[p], &booked.gross.parts()[p]);
+        for j in 0..carrier.len() {
+            let month = months.get(date.value(j));
+            let k = kind_code((!kind.is_null(j)).then(|| kind.value(j)));
+            let n = (!number.is_null(j)).then(|| number.value(j));
+            out.push(carrier.value(j), month, n, k, gross.value(j), &mut seeds, &mut buf);
+        }
     }
     out
 }
@@ -359,8 +377,9 @@ struct Months {
 }
 
 impl Months {
-    fn new(days: &Date32Array) -> Self {
-        let (min, max) = days.values().iter().fold((i32::MAX, i32::MIN), |(a, b), &d| (a.min(d), b.max(d)));
+    fn new(days: &Chunked<Date32Array>) -> Self {
+        let all = days.parts().iter().flat_map(|p| p.values().iter());
+        let (min, max) = all.fold((i32::MAX, i32::MIN), |(a, b), &d| (a.min(d), b.max(d)));
         if min > max {
             return Months { min: 0, of: Vec::new() };
         }
@@ -559,7 +578,7 @@ impl Part<'_> {
                 // Most keys hold one row and the one line that pays it exactly.
                 if let ([r], [li]) = (e.as_slice(), l.as_slice()) {
                     let (r, li) = (*r as usize, *li as usize);
-                    let (gross, paid) = (booked.gross.value(r), lines.amount.value(li));
+                    let (gross, paid) = (kr.cents[r] as i128, kl.cents[li] as i128);
                     if compatible(kl.kind[li], kr.kind[r]) && (paid - gross).abs() <= opts.tolerance_cents {
                         tally.lines += 1;
                         tally.booked_rows += 1;
@@ -890,11 +909,11 @@ pub(crate) mod tests {
     fn d(s: &str) -> NaiveDate {
         NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
     }
-    fn money(v: Vec<Option<i128>>) -> Decimal128Array {
-        Decimal128Array::from(v).with_precision_and_scale(18, 2).unwrap()
+    fn money(v: Vec<Option<i128>>) -> Chunked<Decimal128Array> {
+        Decimal128Array::from(v).with_precision_and_scale(18, 2).unwrap().into()
     }
-    fn strs(v: Vec<Option<&str>>) -> StringArray {
-        StringArray::from(v)
+    fn strs(v: Vec<Option<&str>>) -> Chunked<StringArray> {
+        StringArray::from(v).into()
     }
 
     /// (commission, policy, number, date, kind, premium, rate in millionths, gross, status, statement)
@@ -905,12 +924,13 @@ pub(crate) mod tests {
             commission_id: strs(rows.iter().map(|r| Some(r.0)).collect()),
             policy_id: strs(rows.iter().map(|r| Some(r.1)).collect()),
             carrier_id: strs(rows.iter().map(|_| Some("K1")).collect()),
-            transaction_date: Date32Array::from(rows.iter().map(|r| date_to_days(d(r.3))).collect::<Vec<_>>()),
+            transaction_date: Date32Array::from(rows.iter().map(|r| date_to_days(d(r.3))).collect::<Vec<_>>()).into(),
             kind: strs(rows.iter().map(|r| Some(r.4)).collect()),
             premium: money(rows.iter().map(|r| Some(r.5)).collect()),
             rate: Decimal128Array::from(rows.iter().map(|r| r.6).collect::<Vec<_>>())
                 .with_precision_and_scale(12, 6)
-                .unwrap(),
+                .unwrap()
+                .into(),
             gross: money(rows.iter().map(|r| Some(r.7)).collect()),
             status: strs(rows.iter().map(|r| Some(r.8)).collect()),
             statement_id: strs(rows.iter().map(|r| r.9).collect()),
@@ -927,7 +947,7 @@ pub(crate) mod tests {
             ),
             line_id: strs(ls.iter().map(|l| Some(l.0)).collect()),
             carrier_id: strs(ls.iter().map(|_| Some("K1")).collect()),
-            statement_date: Date32Array::from(vec![date_to_days(d("2024-04-12")); ls.len()]),
+            statement_date: Date32Array::from(vec![date_to_days(d("2024-04-12")); ls.len()]).into(),
             period: strs(ls.iter().map(|l| Some(l.1)).collect()),
             policy_number: strs(ls.iter().map(|l| Some(l.2)).collect()),
             amount: money(ls.iter().map(|l| Some(l.3)).collect()),
