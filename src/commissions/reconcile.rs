@@ -189,11 +189,12 @@ fn kind_code(k: Option<&str>) -> u8 {
         Some("renewal") => 1,
         Some("chargeback") => 2,
         Some("adjustment") => 3,
-        Some("override") => 4,
+        Some("override") => OVERRIDE,
         None | Some("") => ANY,
         Some(_) => 5,
     }
 }
+const OVERRIDE: u8 = 4;
 const ANY: u8 = u8::MAX;
 
 fn compatible(line: u8, row: u8) -> bool {
@@ -418,8 +419,9 @@ pub fn reconcile(
     // Lines without a valid period, overrides and rows of statements not
     // reconciled now take no part.
     let line_in: Vec<bool> = kl.hash.iter().map(|h| *h != u128::MAX).collect();
-    let row_in: Vec<bool> =
-        (0..n_rows).map(|i| kr.kind[i] != 4 && wanted.as_ref().is_none_or(|w| w.contains(&row_key(i)))).collect();
+    let row_in: Vec<bool> = (0..n_rows)
+        .map(|i| kr.kind[i] != OVERRIDE && wanted.as_ref().is_none_or(|w| w.contains(&row_key(i))))
+        .collect();
 
     // Each statement (carrier, month) a dense index; lines and rows sorted
     // by it (a counting sort), so that each statement is matched on its own
