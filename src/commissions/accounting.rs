@@ -266,14 +266,8 @@ pub fn producer_statement(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::str::FromStr;
+    use crate::commissions::fixtures::{d, dec};
 
-    fn d(s: &str) -> NaiveDate {
-        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
-    }
-    fn dec(s: &str) -> Decimal {
-        Decimal::from_str(s).unwrap()
-    }
     fn row(id: &str, policy: &str, agent: &str, kind: &str, g: &str, a: &str, ag: &str) -> CommissionRow {
         CommissionRow {
             commission_id: id.into(),

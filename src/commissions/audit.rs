@@ -272,15 +272,8 @@ fn reason(r: &CommissionRow, exp: &Figures, b: &Figures, policy: Option<&PolicyT
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::commissions::schedules::{AgentTerms, ScheduleRow};
-    use std::str::FromStr;
-
-    fn d(s: &str) -> NaiveDate {
-        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
-    }
-    fn dec(s: &str) -> Decimal {
-        Decimal::from_str(s).unwrap()
-    }
+    use crate::commissions::fixtures::{agent, d, dec};
+    use crate::commissions::schedules::ScheduleRow;
 
     #[allow(clippy::too_many_arguments)]
     fn row(
@@ -323,15 +316,6 @@ mod tests {
             effective_to: None,
         };
         let schedules = Schedules::new([sch(TermKind::New, "0.15"), sch(TermKind::Renewal, "0.12")]);
-        let agent = |id: &str, m: Option<&str>, s: Option<&str>, o: Option<&str>| AgentTerms {
-            agent_id: id.into(),
-            agency_id: "G1".into(),
-            name: id.into(),
-            role: "producer".into(),
-            manager_id: m.map(String::from),
-            split_pct: s.map(dec),
-            override_pct: o.map(dec),
-        };
         let agents =
             Agents::new([agent("A1", Some("M1"), Some("0.40"), None), agent("M1", None, None, Some("0.03"))], []);
         let policy = PolicyTerm {

@@ -263,15 +263,9 @@ fn push_shares(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::commissions::schedules::{AgentTerms, ScheduleRow};
-    use std::str::FromStr;
+    use crate::commissions::fixtures::{agent, d, dec};
+    use crate::commissions::schedules::ScheduleRow;
 
-    fn d(s: &str) -> NaiveDate {
-        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
-    }
-    fn dec(s: &str) -> Decimal {
-        Decimal::from_str(s).unwrap()
-    }
     fn s(a: Decimal) -> String {
         a.to_string()
     }
@@ -292,20 +286,11 @@ mod tests {
             row(TermKind::New, "0.13", "2024-03-01", None),
             row(TermKind::Renewal, "0.10", "2023-01-01", None),
         ]);
-        let agent = |id: &str, role: &str, manager: Option<&str>, split: Option<&str>, ov: Option<&str>| AgentTerms {
-            agent_id: id.into(),
-            agency_id: "G1".into(),
-            name: id.into(),
-            role: role.into(),
-            manager_id: manager.map(String::from),
-            split_pct: split.map(dec),
-            override_pct: ov.map(dec),
-        };
         let agents = Agents::new(
             [
-                agent("A1", "producer", Some("M1"), Some("0.40"), None),
-                agent("A2", "producer", None, Some("0.35"), None),
-                agent("M1", "manager", None, None, Some("0.03")),
+                agent("A1", Some("M1"), Some("0.40"), None),
+                agent("A2", None, Some("0.35"), None),
+                agent("M1", None, None, Some("0.03")),
             ],
             [],
         );

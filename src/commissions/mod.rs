@@ -19,6 +19,8 @@ pub mod accounting;
 pub mod audit;
 pub mod calc;
 pub mod columns;
+#[cfg(test)]
+mod fixtures;
 pub mod load;
 pub mod money;
 pub mod normalize;

@@ -905,12 +905,10 @@ pub fn period_bounds(period: &str) -> Option<(NaiveDate, NaiveDate)> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::commissions::fixtures::d;
     use crate::commissions::schedules::{ScheduleRow, TermKind};
     use crate::contract::values::date_to_days;
 
-    fn d(s: &str) -> NaiveDate {
-        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
-    }
     fn money(v: Vec<Option<i128>>) -> Chunked<Decimal128Array> {
         Decimal128Array::from(v).with_precision_and_scale(18, 2).unwrap().into()
     }

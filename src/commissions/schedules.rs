@@ -188,14 +188,8 @@ impl Agents {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::str::FromStr;
+    use crate::commissions::fixtures::{agent, d, dec};
 
-    fn d(s: &str) -> NaiveDate {
-        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
-    }
-    fn dec(s: &str) -> Decimal {
-        Decimal::from_str(s).unwrap()
-    }
     fn row(rate: &str, from: &str, to: Option<&str>) -> ScheduleRow {
         ScheduleRow {
             carrier_id: "K1".into(),
@@ -234,15 +228,7 @@ mod tests {
 
     #[test]
     fn splits_change_from_their_date_and_fall_back_to_the_agent_row() {
-        let agent = AgentTerms {
-            agent_id: "A1".into(),
-            agency_id: "G1".into(),
-            name: "Ann".into(),
-            role: "producer".into(),
-            manager_id: Some("M1".into()),
-            split_pct: Some(dec("0.40")),
-            override_pct: None,
-        };
+        let agent = agent("A1", Some("M1"), Some("0.40"), None);
         let change = |from: &str, split: Option<&str>, ov: Option<&str>| SplitChange {
             agent_id: "A1".into(),
             effective_from: d(from),
