@@ -333,6 +333,39 @@ pub fn statements_of(lines: &Lines, scope: &Scope) -> BTreeSet<(String, i32)> {
     out
 }
 
+/// Policies by the 128-bit xxh3 hash of their id (no string comparisons;
+/// two ids would have to collide in 128 bits to be confused), with their
+/// number and line as single arrays to take from.
+struct PolicyIndex {
+    index: HashMap<u128, u32, ByHash>,
+    numbers: ArrayRef,
+    lines: ArrayRef,
+}
+
+impl PolicyIndex {
+    fn of(p: &Cols) -> Result<Self> {
+        let ids = p.strings("policy_id")?;
+        let mut index: HashMap<u128, u32, ByHash> = HashMap::with_capacity_and_hasher(ids.len(), ByHash::default());
+        for i in 0..ids.len() {
+            index.insert(Self::hash(ids.value(i)), i as u32);
+        }
+        let single = |name: &str| -> Result<ArrayRef> {
+            let parts = p.parts(name, &DataType::Utf8)?;
+            let refs: Vec<&dyn Array> = parts.iter().map(|a| a.as_ref()).collect();
+            Ok(if refs.is_empty() { arrow::array::new_empty_array(&DataType::Utf8) } else { concat(&refs)? })
+        };
+        Ok(PolicyIndex { index, numbers: single("policy_number")?, lines: single("line_of_business")? })
+    }
+
+    fn hash(id: &str) -> u128 {
+        xxhash_rust::xxh3::xxh3_128(id.as_bytes())
+    }
+
+    fn get(&self, id: &str) -> Option<u32> {
+        self.index.get(&Self::hash(id)).copied()
+    }
+}
+
 /// Booked rows of the scope (overrides too: the matcher skips them, which
 /// is cheaper than a filter that copies every column), with their policy's
 /// number and line (null when the policy is not in the lake).
@@ -363,47 +396,38 @@ pub async fn booked(session: &SessionContext, scope: &Scope) -> Result<Booked> {
     ])?;
     let policies =
         session.table("policies").await?.select_columns(&["policy_id", "policy_number", "line_of_business"])?;
-    let (c, p) = futures::try_join!(Cols::of(df), Cols::of(policies))?;
-    // Policy ids by their 128-bit xxh3 hash: no string comparisons, and two
-    // ids would have to collide in 128 bits to be confused.
-    let hash = |s: &str| xxhash_rust::xxh3::xxh3_128(s.as_bytes());
-    let ids = p.strings("policy_id")?;
-    let mut index: HashMap<u128, u32, ByHash> = HashMap::with_capacity_and_hasher(ids.len(), ByHash::default());
-    for i in 0..ids.len() {
-        index.insert(hash(ids.value(i)), i as u32);
-    }
-    // The policies' number and line as single arrays, to take from.
-    let single = |name: &str| -> Result<ArrayRef> {
-        let parts = p.parts(name, &DataType::Utf8)?;
-        let refs: Vec<&dyn Array> = parts.iter().map(|a| a.as_ref()).collect();
-        Ok(if refs.is_empty() { arrow::array::new_empty_array(&DataType::Utf8) } else { concat(&refs)? })
+    // The policies are fewer: their index is built while the commission rows
+    // are still being read.
+    let policy_index = async {
+        let p = Cols::of(policies).await?;
+        tokio::task::spawn_blocking(move || PolicyIndex::of(&p))
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))?
     };
-    let (numbers, lines_of) = (single("policy_number")?, single("line_of_business")?);
+    let (c, policies) = futures::try_join!(Cols::of(df), policy_index)?;
     let (row_policy, kind) = (c.strings("policy_id")?, c.strings("kind")?);
-    // Per part of the rows, each row's policy. Probing is mostly cache
-    // misses: half the parts on another thread. The matcher skips
-    // overrides, so they need no policy.
-    let probe = |parts: std::ops::Range<usize>| -> Vec<UInt32Array> {
+    // Per part of the rows, each row's policy and its number and line.
+    // Probing is mostly cache misses: half the parts on another thread.
+    let probe = |parts: std::ops::Range<usize>| -> Result<Vec<(StringArray, StringArray)>> {
         parts
             .map(|q| {
                 let (ids, kinds) = (&row_policy.parts()[q], &kind.parts()[q]);
-                (0..ids.len())
-                    .map(|j| if kinds.value(j) == "override" { None } else { index.get(&hash(ids.value(j))).copied() })
-                    .collect()
+                let at: UInt32Array = (0..ids.len())
+                    // The matcher skips overrides: they need no policy.
+                    .map(|j| if kinds.value(j) == "override" { None } else { policies.get(ids.value(j)) })
+                    .collect();
+                let number = take(&policies.numbers, &at, None)?.as_string::<i32>().clone();
+                let line = take(&policies.lines, &at, None)?.as_string::<i32>().clone();
+                Ok((number, line))
             })
             .collect()
     };
     let n = row_policy.parts().len();
-    let (mut at, second) = std::thread::scope(|s| {
+    let (first, second) = std::thread::scope(|s| {
         let second = s.spawn(|| probe(n / 2..n));
         (probe(0..n / 2), second.join().expect("probing policies"))
     });
-    at.extend(second);
-    let of_policy = |from: &ArrayRef| -> Result<Chunked<StringArray>> {
-        let parts: Result<Vec<StringArray>> =
-            at.iter().map(|idx| Ok(take(from, idx, None)?.as_string::<i32>().clone())).collect();
-        Ok(Chunked::new(parts?))
-    };
+    let (numbers, lines_of): (Vec<StringArray>, Vec<StringArray>) = first?.into_iter().chain(second?).unzip();
     Ok(Booked {
         commission_id: c.strings("commission_id")?,
         policy_id: c.strings("policy_id")?,
@@ -415,7 +439,7 @@ pub async fn booked(session: &SessionContext, scope: &Scope) -> Result<Booked> {
         gross: c.money("gross_commission")?,
         status: c.strings("status")?,
         statement_id: c.strings("statement_id")?,
-        policy_number: of_policy(&numbers)?,
-        line_of_business: of_policy(&lines_of)?,
+        policy_number: Chunked::new(numbers),
+        line_of_business: Chunked::new(lines_of),
     })
 }
