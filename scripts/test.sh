@@ -12,7 +12,7 @@ cargo test --all-targets --locked
 # The same binary again, every lake it opens on S3 (one prefix per test).
 source scripts/s3-server.sh
 CIP_TEST_LAKE=s3 cargo test --locked --test it -- \
-  lake:: ingest:: rollups:: serve:: graphql:: reports:: abuse:: cli:: stream::
+  lake:: ingest:: rollups:: serve:: graphql:: reports:: abuse:: cli:: stream:: commissions::
 # Another Delta reader (delta-rs' Python package) reads what cip wrote, on
 # disk and on S3: the same rows and money sums, table by table.
 benches/lake_interop.sh 2000

@@ -13,9 +13,11 @@ use crate::config::ServeSettings;
 use crate::generate::{self, Format, GenerateOptions};
 use crate::serve::Application;
 
+use crate::commissions::store::Actor;
 use crate::lake::store;
 use crate::models::jobs::{self, ScoreOptions, ScoreSummary, TrainOptions, TrainSummary};
 use crate::pipelines::batch::{self, IngestOptions, IngestReport};
+use crate::query::view::{SessionLimits, TenantView};
 
 #[derive(Parser, Debug)]
 #[command(name = "cip", version, about = "Commission Intelligence Platform")]
@@ -145,6 +147,56 @@ pub enum Command {
         #[arg(long)]
         workers: Option<usize>,
     },
+    /// Reconcile carrier statements against the booked commissions of a
+    /// tenant and store the run in the lake (`reconciliations`, `discrepancies`).
+    Reconcile {
+        #[command(flatten)]
+        lake: LakeArg,
+        #[arg(long)]
+        tenant: String,
+        /// One carrier (default: every carrier with statement lines).
+        #[arg(long)]
+        carrier: Option<String>,
+        /// One period YYYY-MM (default: every period with statement lines).
+        #[arg(long)]
+        period: Option<String>,
+        /// A difference of at most this much counts as paid.
+        #[arg(long, default_value = "0.00")]
+        tolerance: String,
+        /// Print the run (statements, discrepancies, timings) as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Exports for other systems.
+    Export {
+        #[command(subcommand)]
+        what: ExportWhat,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ExportWhat {
+    /// Month close: a period's journal entries per agency (debits equal credits).
+    Accounting {
+        #[command(flatten)]
+        lake: LakeArg,
+        #[arg(long)]
+        tenant: String,
+        /// YYYY-MM.
+        #[arg(long)]
+        period: String,
+        #[arg(long, value_enum, default_value_t = JournalFormat::Json)]
+        format: JournalFormat,
+    },
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy)]
+pub enum JournalFormat {
+    Json,
+    /// QuickBooks Online journal entry import CSV.
+    Qbo,
+    /// Xero manual journal import CSV.
+    Xero,
 }
 
 #[derive(Subcommand, Debug)]
@@ -355,6 +407,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Reconcile { lake, tenant, carrier, period, tolerance, json } => {
+            reconcile_command(&lake.url, &tenant, carrier, period, &tolerance, json).await
+        }
+        Command::Export { what: ExportWhat::Accounting { lake, tenant, period, format } } => {
+            export_accounting(&lake.url, &tenant, &period, format).await
+        }
         Command::Ingest { landing, lake, json, workers } => {
             let mut opts = IngestOptions { progress: !json && std::io::stderr().is_terminal(), ..Default::default() };
             if let Some(w) = workers {
@@ -369,6 +427,83 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// The tenant's view of the lake's latest version.
+async fn tenant_view(lake: &str, tenant: &str) -> anyhow::Result<(crate::lake::Location, TenantView)> {
+    crate::contract::check_tenant_id(tenant).map_err(|why| anyhow::anyhow!("--tenant {tenant:?}: {why}"))?;
+    let loc = store::open(lake)?;
+    let manifest = crate::lake::snapshot::latest(&loc).await?.context("the lake has no version yet: ingest first")?;
+    anyhow::ensure!(manifest.tenants().iter().any(|t| t == tenant), "the lake has no tenant {tenant}");
+    let view = TenantView::open(&loc, &manifest, tenant, SessionLimits::default()).await?;
+    Ok((loc, view))
+}
+
+fn cli_actor() -> Actor {
+    Actor::now(&format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into())))
+}
+
+async fn reconcile_command(
+    lake: &str,
+    tenant: &str,
+    carrier: Option<String>,
+    period: Option<String>,
+    tolerance: &str,
+    json: bool,
+) -> anyhow::Result<()> {
+    if let Some(p) = &period {
+        anyhow::ensure!(crate::contract::values::parse_month(p).is_some(), "--period {p:?} is not YYYY-MM");
+    }
+    let tol = crate::commissions::reconcile::tolerance_cents(tolerance)
+        .with_context(|| format!("--tolerance {tolerance:?} is not an amount ≥ 0 with at most 2 decimals"))?;
+    let (loc, view) = tenant_view(lake, tenant).await?;
+    let scope = crate::commissions::load::Scope { carrier_id: carrier, period };
+    let started = std::time::Instant::now();
+    let r = crate::commissions::reconcile_and_store(&loc, &view.session, tenant, &scope, tol, &cli_actor()).await?;
+    let total_ms = started.elapsed().as_millis();
+    if json {
+        let mut v = serde_json::to_value(&r)?;
+        v["timings"]["total_ms"] = serde_json::json!(total_ms);
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    let o = &r.outcome;
+    println!(
+        "reconciled {} statement(s): {} lines against {} booked rows in {total_ms} ms (read {} ms, match {} ms, write {} ms); run {}",
+        o.periods.len(),
+        r.statement_lines,
+        r.booked_rows,
+        r.timings.read_ms,
+        r.timings.match_ms,
+        r.timings.write_ms,
+        r.run_id
+    );
+    let mut by_type: std::collections::BTreeMap<&str, (u64, rust_decimal::Decimal)> = Default::default();
+    for d in &o.discrepancies {
+        let e = by_type.entry(d.kind_of.as_str()).or_default();
+        e.0 += 1;
+        e.1 += d.difference;
+    }
+    for (t, (n, diff)) in by_type {
+        println!("  {t:<14}{n:>8}   difference {}", crate::commissions::money::fmt_money(diff));
+    }
+    if o.discrepancies.is_empty() {
+        println!("  no discrepancies");
+    }
+    Ok(())
+}
+
+async fn export_accounting(lake: &str, tenant: &str, period: &str, format: JournalFormat) -> anyhow::Result<()> {
+    anyhow::ensure!(crate::contract::values::parse_month(period).is_some(), "--period {period:?} is not YYYY-MM");
+    let (_, view) = tenant_view(lake, tenant).await?;
+    let entries = crate::commissions::accounting_export(&view.session, period).await?.unwrap_or_default();
+    use crate::commissions::accounting::{CsvLayout, csv};
+    match format {
+        JournalFormat::Json => println!("{}", serde_json::to_string_pretty(&entries)?),
+        JournalFormat::Qbo => print!("{}", csv(&entries, CsvLayout::QuickBooks)?),
+        JournalFormat::Xero => print!("{}", csv(&entries, CsvLayout::Xero)?),
+    }
+    Ok(())
 }
 
 async fn serve(settings: ServeSettings, demo: Option<(String, String)>) -> anyhow::Result<()> {

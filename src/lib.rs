@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod cli;
+pub mod commissions;
 pub mod config;
 pub mod contract;
 pub mod generate;

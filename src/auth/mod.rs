@@ -18,6 +18,9 @@ pub const ANALYTICS_READ: &str = "analytics:read";
 pub const REPORTS_WRITE: &str = "reports:write";
 /// Permission to send events to the streaming ingest (`POST /ingest/events`).
 pub const INGEST_WRITE: &str = "ingest:write";
+/// Permission to change commission schedules and splits, mark commissions
+/// paid, reconcile statements and resolve discrepancies.
+pub const COMMISSIONS_WRITE: &str = "commissions:write";
 
 /// An authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,6 +5,7 @@
 //! the caller's `Principal` (permissions of mutations) and the
 //! `ReportStore` (saved reports, also per tenant).
 
+pub mod commissions;
 pub mod errors;
 pub mod live;
 pub mod loaders;
@@ -22,12 +23,12 @@ use crate::query::view::TenantView;
 /// The query root: analytics fields, reports and the models' outputs.
 #[derive(MergedObject)]
 #[graphql(name = "Query")]
-pub struct QueryRoot(schema::Query, reports::ReportsQuery, models::ModelsQuery);
+pub struct QueryRoot(schema::Query, reports::ReportsQuery, models::ModelsQuery, commissions::CommissionsQuery);
 
-/// The mutation root (saved reports).
+/// The mutation root (saved reports, the commission engine).
 #[derive(MergedObject, Default)]
 #[graphql(name = "Mutation")]
-pub struct MutationRoot(reports::ReportsMutation);
+pub struct MutationRoot(reports::ReportsMutation, commissions::CommissionsMutation);
 
 pub type CipSchema = Schema<QueryRoot, MutationRoot, live::SubscriptionRoot>;
 
@@ -46,7 +47,7 @@ impl Default for ShapeLimits {
 
 pub fn build_schema(limits: ShapeLimits) -> CipSchema {
     Schema::build(
-        QueryRoot(schema::Query, reports::ReportsQuery, models::ModelsQuery),
+        QueryRoot(schema::Query, reports::ReportsQuery, models::ModelsQuery, commissions::CommissionsQuery),
         MutationRoot::default(),
         live::SubscriptionRoot,
     )

@@ -737,7 +737,8 @@ fn store<'a>(ctx: &Context<'a>) -> Result<&'a ReportStore> {
     ctx.data::<ReportStore>().map_err(|_| internal("no report store in request data"))
 }
 
-fn require<'a>(ctx: &Context<'a>, permission: &str) -> Result<&'a Principal> {
+/// The caller, if its credential has `permission` (else `FORBIDDEN`).
+pub(crate) fn require<'a>(ctx: &Context<'a>, permission: &str) -> Result<&'a Principal> {
     let p = ctx.data::<Principal>().map_err(|_| internal("no principal in request data"))?;
     if !p.can(permission) {
         return Err(forbidden(format!("this credential lacks the {permission} permission")));

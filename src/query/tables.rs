@@ -44,13 +44,16 @@ pub async fn register_snapshot(
     ctx.register_object_store(&lake.store_url, lake.store.clone());
     let files_of =
         |table: &str| -> Vec<&DataFile> { manifest.files(table).iter().filter(|f| scope.admits(f)).collect() };
-    // Contract entities and the models' outputs are always registered (empty
+    // Contract entities, the models' outputs and the commission engine's
+    // tables are always registered (empty
     // when they have no files), so that queries answer "nothing yet" rather
     // than failing.
-    let known = Entity::ALL
-        .into_iter()
-        .map(|e| (e.name(), e.schema()))
-        .chain(catalog::MODEL_OUTPUTS.into_iter().map(|t| (t, catalog::schema_of(t).expect("output table schema"))));
+    let known = Entity::ALL.into_iter().map(|e| (e.name(), e.schema())).chain(
+        catalog::MODEL_OUTPUTS
+            .into_iter()
+            .chain(catalog::COMMISSION_TABLES)
+            .map(|t| (t, catalog::schema_of(t).expect("output table schema"))),
+    );
     for (table, schema) in known {
         let files = files_of(table);
         if files.is_empty() {

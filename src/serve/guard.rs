@@ -150,6 +150,10 @@ impl Admitted {
         data.insert(self.principal);
         data.insert(ReportStore::new(state.lake.clone()));
         data.insert(state.models());
+        data.insert(crate::graphql::commissions::CommissionWriter {
+            lake: state.lake.clone(),
+            stream: state.stream.get().cloned(),
+        });
         data
     }
 }

@@ -84,7 +84,17 @@ pub(super) async fn admit(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<(Principal, Arc<Stream>, Bytes), ApiError> {
-    let principal = guard::authorize(state, headers, INGEST_WRITE, &state.ingest_limiter)?;
+    admit_with(state, headers, INGEST_WRITE, body).await
+}
+
+/// [`admit`] for a door that lands rows under another permission (statement uploads).
+pub(super) async fn admit_with(
+    state: &AppState,
+    headers: &HeaderMap,
+    permission: &str,
+    body: Body,
+) -> Result<(Principal, Arc<Stream>, Bytes), ApiError> {
+    let principal = guard::authorize(state, headers, permission, &state.ingest_limiter)?;
     let Some(stream) = state.stream.get() else {
         let msg = "this server serves a pinned lake version and takes no events";
         return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, Code::NotReady, msg));

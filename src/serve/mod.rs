@@ -1,5 +1,6 @@
 //! `cip serve`: the analytics API over the lake.
 
+pub mod commissions;
 pub mod engine;
 pub mod feeds;
 pub mod graphiql;
@@ -71,6 +72,8 @@ impl Application {
             .route("/metrics", get(routes::metrics))
             .route("/reports/{file}", get(reports::download))
             .route("/feeds/renewals.csv", get(feeds::renewals_csv))
+            .route("/commissions/discrepancies.csv", get(commissions::discrepancies))
+            .route("/commissions/statements", axum::routing::post(commissions::upload))
             .route("/ingest/events", axum::routing::post(ingest::events))
             .route("/ingest/ams/{source}", axum::routing::post(ingest::ams))
             .route("/ingest/summary", axum::routing::post(summary::import))

@@ -162,6 +162,10 @@ async fn the_feed_downloads_and_graphql_wait_for_a_slot_within_the_deadline() {
     assert_eq!(body["errors"][0]["extensions"]["code"], "TIMEOUT", "{body}");
     assert_eq!(body["errors"][0]["message"], "server busy: no query slot free in time");
     assert!(waited >= std::time::Duration::from_millis(300), "{waited:?}");
+    // The commission engine's download waits for a slot like the feed.
+    let resp = get("/commissions/discrepancies.csv").await.unwrap();
+    assert_eq!(resp.status().as_u16(), 503);
+    assert_eq!(json_of(resp).await["errors"][0]["extensions"]["code"], "TIMEOUT");
     let (status, _, body) = app.post(Auth::Key(&app.key_t1), G2_QUERY, json!({})).await;
     assert_eq!((status, body["errors"][0]["extensions"]["code"].as_str()), (503, Some("TIMEOUT")));
     let mut ws = ws_connect(&app, &app.key_t1).await;
@@ -171,6 +175,7 @@ async fn the_feed_downloads_and_graphql_wait_for_a_slot_within_the_deadline() {
     drop(held);
     let resp = get("/feeds/renewals.csv?from=2024-01-01&to=2026-01-01").await.unwrap();
     assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(get("/commissions/discrepancies.csv").await.unwrap().status().as_u16(), 200);
     assert_eq!(ws_op(&mut ws, "2", G2_QUERY).await, json!({"data": {"agency": {"name": "South Agency"}}}));
 }
 

@@ -3,6 +3,7 @@
 mod abuse;
 mod ams;
 mod cli;
+mod commissions;
 mod generated;
 mod graphiql;
 mod graphql;

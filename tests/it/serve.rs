@@ -32,6 +32,12 @@ pub const BOOK: &[(&str, &str)] = &[
     ),
     ("carriers/c.csv", "tenant_id,carrier_id,name\nt1,K1,Harbor Mutual\nt1,K2,Plains Casualty\nt2,K1,Other Carrier\n"),
     (
+        "commission_schedules/s.csv",
+        "tenant_id,carrier_id,line_of_business,kind,rate,effective_from,effective_to\n\
+         t1,K1,auto,new,0.12,2020-01-01,\n\
+         t2,K1,auto,new,0.20,2020-01-01,\n",
+    ),
+    (
         "policies/p.csv",
         "tenant_id,policy_id,policy_number,agency_id,agent_id,carrier_id,customer_id,line_of_business,effective_date,expiration_date,premium,status,cancellation_date,renewal_of\n\
          t1,P1,N-1,G1,A1,K1,C1,auto,2024-01-01,2025-01-01,1000.00,expired,,\n\
@@ -375,7 +381,18 @@ async fn every_root_field_answers_only_with_the_callers_tenant() {
              trend(metric: GROSS_COMMISSION, range: {{from: "2024-01-01", to: "2024-03-01"}}, groupBy: CARRIER) {{ key points {{ month value {{ amount }} }} }}
              benchmark(agencyId: "G1", range: {RANGE_2024}) {{ subjectName peers {{ metric value {{ amount }} tenantPeers tenantPercentile }} }}
              report(input: {{metrics: [GROSS_COMMISSION, POLICY_COUNT], dimensions: [AGENCY], range: {RANGE_2024}}}) {{ rows {{ dimensions values {{ amount count }} }} }}
-             empty: agency(id: "G1") {{ performance(range: {{from: "2030-01-01", to: "2030-02-01"}}) {{ grossCommission policyCount renewalRate cancellationRate averageCommissionRate }} }} }}"#
+             empty: agency(id: "G1") {{ performance(range: {{from: "2030-01-01", to: "2030-02-01"}}) {{ grossCommission policyCount renewalRate cancellationRate averageCommissionRate }} }}
+             calc: calculateCommission(input: {{carrierId: "K1", lineOfBusiness: "auto", kind: NEW, premium: "1000.00", effectiveDate: "2024-01-01", agentId: "B1"}}) {{ rate commission {{ gross producer }} }}
+             bulk: calculateCommissions(inputs: [{{carrierId: "K1", lineOfBusiness: "auto", kind: NEW, premium: "100.00", effectiveDate: "2024-01-01", agentId: "A1"}}]) {{ error {{ code }} }}
+             commissionSchedules {{ carrierId rate }}
+             agentSplits {{ agentId }}
+             pendingCommissions(asOf: "2024-06-01") {{ commission {{ commissionId grossCommission }} dueDate }}
+             commissionAudit {{ checked findings {{ commissionId }} }}
+             discrepancies {{ totalCount }}
+             commissionChanges {{ action }}
+             statementMappings {{ carrierId }}
+             accountingExport(period: "2024-01") {{ entries {{ journalNo totalDebits }} }}
+             producerStatement(agentId: "B1", period: "2024-01") {{ total }} }}"#
     );
     let (status, _, body) = app.post(Auth::Bearer(TestApp::token("t2", &["analytics:read"])), &q, json!({})).await;
     assert_eq!(status, 200);
@@ -409,7 +426,21 @@ async fn every_root_field_answers_only_with_the_callers_tenant() {
                 {"metric": "AVERAGE_COMMISSION_RATE", "value": {"amount": null}, "tenantPeers": 1, "tenantPercentile": null}]},
             "report": {"rows": [{"dimensions": ["G1"], "values": [{"amount": "1000.00", "count": null}, {"amount": null, "count": 1}]}]},
             // A range with nothing in it: zero sums and null rates.
-            "empty": {"performance": {"grossCommission": "0.00", "policyCount": 0, "renewalRate": null, "cancellationRate": null, "averageCommissionRate": null}}
+            "empty": {"performance": {"grossCommission": "0.00", "policyCount": 0, "renewalRate": null, "cancellationRate": null, "averageCommissionRate": null}},
+            // The commission engine: t2's schedule (20 %), B1's split (40 %); t1's A1 is unknown here.
+            "calc": {"rate": "0.2", "commission": {"gross": "200.00", "producer": "80.00"}},
+            "bulk": [{"error": {"code": "unknown_agent"}}],
+            "commissionSchedules": [{"carrierId": "K1", "rate": "0.2"}],
+            "agentSplits": [],
+            // D1 has no status: unpaid, due 45 days after January.
+            "pendingCommissions": [{"commission": {"commissionId": "D1", "grossCommission": "1000.00"}, "dueDate": "2024-03-16"}],
+            // 5000.00 × 0.20 = 1000.00, B1 40 % = 400.00: as booked.
+            "commissionAudit": {"checked": 1, "findings": []},
+            "discrepancies": {"totalCount": 0},
+            "commissionChanges": [],
+            "statementMappings": [],
+            "accountingExport": {"entries": [{"journalNo": "2024-01-G1", "totalDebits": "1400.00"}]},
+            "producerStatement": {"total": "400.00"}
         }})
     );
     let text = body.to_string();
