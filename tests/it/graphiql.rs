@@ -24,7 +24,7 @@ fn linked_urls(html: &str) -> Vec<String> {
 }
 
 fn vendor_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/vendor")
+    crate::helpers::project_dir().join("assets/vendor")
 }
 
 /// The status line of a GET of `target` sent as is: reqwest would resolve

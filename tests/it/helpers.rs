@@ -62,6 +62,15 @@ impl TestLake {
     }
 }
 
+/// The project's directory, read when the test runs (cargo sets it for
+/// `cargo test`), falling back to where the test was compiled: a test binary
+/// reused from a build cache in another checkout must still read this one's files.
+pub fn project_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+}
+
 pub fn write(path: &Path, bytes: &[u8]) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, bytes).unwrap();

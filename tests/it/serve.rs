@@ -330,7 +330,7 @@ async fn health_ready_metrics_and_graphiql() {
 #[test]
 fn schema_file_is_the_served_schema() {
     let served = cip::graphql::sdl();
-    let file = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schema.graphql")).unwrap();
+    let file = std::fs::read_to_string(crate::helpers::project_dir().join("schema.graphql")).unwrap();
     assert!(
         file == served,
         "schema.graphql differs from the served schema; regenerate it with `cip schema > schema.graphql`"
@@ -563,7 +563,8 @@ async fn graphql_over_websocket_with_credentials_in_connection_init() {
 
 #[tokio::test]
 async fn rs256_tokens_and_the_query_timeout() {
-    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+    let fixtures = crate::helpers::project_dir().join("tests/fixtures");
+    let fixtures = fixtures.display();
     let app = TestApp::spawn_with(|s| ServeSettings {
         jwt_secret: None,
         jwt_public_key: Some(format!("{fixtures}/jwt-test-public.pem").into()),
