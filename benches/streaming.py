@@ -171,6 +171,38 @@ async def phase(name, url, key, pid, seconds, clients, batch, rss):
     return counts, latencies, took
 
 
+async def phase_wrk(wrk, url, key, pid, seconds, clients, rss):
+    """The one-event-per-request phase driven by wrk (benches/streaming_single.lua)
+    instead of Python clients, with the same prober and RSS samples."""
+    headers = {"X-API-Key": key}
+    counts = collections.Counter(accepted=0)
+    latencies = []
+    until = time.monotonic() + seconds
+    lua = os.path.join(os.path.dirname(os.path.abspath(__file__)), "streaming_single.lua")
+    async with aiohttp.ClientSession() as s:
+        async def sample():
+            while time.monotonic() < until:
+                rss.append(rss_kib(pid))
+                await asyncio.sleep(1)
+
+        async def load():
+            proc = await asyncio.create_subprocess_exec(
+                wrk, "-t2", f"-c{clients}", f"-d{int(seconds)}s", "-s", lua, url, "--", key,
+                stdout=asyncio.subprocess.PIPE)
+            out, _ = await proc.communicate()
+            for line in out.decode().splitlines():
+                if line.startswith("accepted "):
+                    _, accepted, _, refused = line.split()
+                    counts["accepted"] += int(accepted)
+                    if int(refused):
+                        counts["refused"] += int(refused)
+
+        started = time.monotonic()
+        await asyncio.gather(prober(s, url, headers, until, latencies), sample(), load())
+        took = time.monotonic() - started
+    return counts, latencies, took
+
+
 def pct(xs, p):
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(p * len(xs)))] if xs else float("nan")
@@ -191,11 +223,15 @@ def main():
     ap.add_argument("--landing", required=True)
     ap.add_argument("--tenant", required=True)
     ap.add_argument("--pollers", type=int, default=4)
+    ap.add_argument("--wrk", help="wrk binary: drives the one-event-per-request phase")
     a = ap.parse_args()
     rss = []
     report = {}
     for name, batch, clients in (("ndjson", a.batch, a.clients), ("single", 1, a.single_clients)):
-        counts, lat, took = asyncio.run(phase(name, a.url, a.key, a.pid, a.seconds, clients, batch, rss))
+        if name == "single" and a.wrk:
+            counts, lat, took = asyncio.run(phase_wrk(a.wrk, a.url, a.key, a.pid, a.seconds, clients, rss))
+        else:
+            counts, lat, took = asyncio.run(phase(name, a.url, a.key, a.pid, a.seconds, clients, batch, rss))
         report[name] = {"events_per_s": round(counts["accepted"] / took), "refused": {k: v for k, v in counts.items() if k != "accepted"},
                         "visible_p50_ms": round(pct(lat, 0.5) * 1000), "visible_p99_ms": round(pct(lat, 0.99) * 1000),
                         "probes": len(lat)}

@@ -29,6 +29,14 @@ cargo build --locked --quiet
 CIP="$CARGO_TARGET_DIR/debug/cip"
 
 source benches/load-server.sh
+# One event per request is driven by wrk (a Python client spends more CPU per
+# request than the server): from the distribution's packages, as the API bench.
+WRK=$(command -v wrk || true)
+if [ -z "$WRK" ] && command -v apt-get >/dev/null; then
+  apt-get install -y -qq wrk > /dev/null 2>&1 || { apt-get update -qq > /dev/null && apt-get install -y -qq wrk > /dev/null; } || true
+  WRK=$(command -v wrk || true)
+fi
+[ -n "$WRK" ] || echo "wrk not found: the one-event phase uses the Python clients (slower than the server)"
 # A fresh lake per run: the events of one run would otherwise stay.
 rm -rf "$WORK/landing" "$WORK/truth" "$WORK/lake"
 "$CIP" generate --out "$WORK/landing" --truth "$WORK/truth" --policies "$POLICIES" --seed 11 --bad-row-rate 0 >/dev/null
@@ -41,7 +49,7 @@ BEFORE_MS=$READY_MS
 echo "tenant $TENANT, $POLICIES policies in the book; server ready after ${BEFORE_MS} ms"
 "$WORK/venv/bin/python" benches/streaming.py --url "http://127.0.0.1:$PORT" --pid "$SERVER" --key "$KEY" \
   --seconds "$SECONDS_RUN" --clients "$CLIENTS" --single-clients "$SINGLE_CLIENTS" --batch "$BATCH" --out "$WORK/last.json" \
-  --landing "$WORK/landing" --tenant "$TENANT"
+  --landing "$WORK/landing" --tenant "$TENANT" ${WRK:+--wrk "$WRK"}
 # Opening the lake after the load (its many small commits, the log, the
 # stamps) against opening it before: a fresh server on the same lake.
 cp "$WORK/serve.log" "$WORK/serve-load.log"   # the loaded server's log, kept

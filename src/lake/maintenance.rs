@@ -107,52 +107,99 @@ pub async fn optimize(
     how: Compaction,
 ) -> Result<OptimizeReport, MaintenanceError> {
     let op = Operation { name: "optimize", run_id, data_change: false, txn: None, background_checkpoints: false };
-    let mut attempt = 0u32;
+    // The files merged on the first attempt. When another writer publishes
+    // first (the streaming writer does every second), the retry reuses
+    // them: merging again on every new version would never catch up with a
+    // writer that commits faster than a compaction takes.
+    let planned: std::sync::Mutex<Option<Vec<Merge>>> = std::sync::Mutex::new(None);
     let (version, (compacted, before, after, base)) = snapshot::commit(lake, op, |base| {
-        attempt += 1;
+        let planned = &planned;
         async move {
+            let retry = planned.lock().expect("planned merges").take();
+            let merges = match retry {
+                Some(merges) => still_mergeable(&base.tables, merges),
+                None => plan_merges(lake, &base.tables, table, tenant, run_id, how).await?,
+            };
             let mut tables = base.tables.clone();
-            let mut compacted = Vec::new();
-            for (name, files) in &base.tables {
-                if table.is_some_and(|t| t != name) {
-                    continue;
-                }
-                let mut by_tenant: BTreeMap<&str, Vec<&DataFile>> = BTreeMap::new();
-                for f in files {
-                    by_tenant.entry(f.tenant_id.as_str()).or_default().push(f);
-                }
-                let mut next: Vec<DataFile> = Vec::new();
-                for (t, group) in by_tenant {
-                    let bins = if tenant.is_some_and(|x| x != t) { Vec::new() } else { how.bins(&group) };
-                    if bins.is_empty() {
-                        next.extend(group.into_iter().cloned());
-                        continue;
-                    }
-                    let merging: std::collections::BTreeSet<&str> =
-                        bins.iter().flatten().map(|f| f.path.as_str()).collect();
-                    next.extend(group.iter().filter(|f| !merging.contains(f.path.as_str())).map(|f| (*f).clone()));
-                    for (i, bin) in bins.iter().enumerate() {
-                        let merged = compact(lake, name, t, bin, &format!("{run_id}-a{attempt}-opt{i}")).await?;
-                        compacted.push(Compacted {
-                            table: name.clone(),
-                            tenant_id: t.to_string(),
-                            files_before: bin.len(),
-                            rows: merged.rows,
-                        });
-                        next.push(merged);
-                    }
-                }
-                tables.insert(name.clone(), next);
+            for m in &merges {
+                let files = tables.get_mut(&m.table).expect("a merge names a table of the base");
+                files.retain(|f| !m.inputs.contains(&f.path));
+                files.push(m.merged.clone());
             }
+            let compacted: Vec<Compacted> = merges
+                .iter()
+                .map(|m| Compacted {
+                    table: m.table.clone(),
+                    tenant_id: m.merged.tenant_id.clone(),
+                    files_before: m.inputs.len(),
+                    rows: m.merged.rows,
+                })
+                .collect();
             let count = |t: &Tables| t.values().map(Vec::len).sum::<usize>();
             let report = (compacted, count(&base.tables), count(&tables), base.version);
-            let changed = !report.0.is_empty();
+            let changed = !merges.is_empty();
+            *planned.lock().expect("planned merges") = Some(merges);
             Ok::<_, MaintenanceError>((changed.then_some(tables), report))
         }
     })
     .await?;
     let version = (!compacted.is_empty()).then_some(version).flatten();
     Ok(OptimizeReport { version, base, compacted, files_before: before, files_after: after })
+}
+
+/// Files of one partition merged into one, not yet committed.
+struct Merge {
+    table: String,
+    inputs: std::collections::BTreeSet<String>,
+    merged: DataFile,
+}
+
+/// Merge the files `how` picks in every partition (of `table`, `tenant`
+/// when given) of `tables`.
+async fn plan_merges(
+    lake: &Location,
+    tables: &Tables,
+    table: Option<&str>,
+    tenant: Option<&str>,
+    run_id: &str,
+    how: Compaction,
+) -> Result<Vec<Merge>, MaintenanceError> {
+    let mut merges = Vec::new();
+    for (name, files) in tables {
+        if table.is_some_and(|t| t != name) {
+            continue;
+        }
+        let mut by_tenant: BTreeMap<&str, Vec<&DataFile>> = BTreeMap::new();
+        for f in files {
+            by_tenant.entry(f.tenant_id.as_str()).or_default().push(f);
+        }
+        for (t, group) in by_tenant {
+            if tenant.is_some_and(|x| x != t) {
+                continue;
+            }
+            for bin in how.bins(&group) {
+                let merged = compact(lake, name, t, &bin, &format!("{run_id}-opt{}", merges.len())).await?;
+                let inputs = bin.iter().map(|f| f.path.clone()).collect();
+                merges.push(Merge { table: name.clone(), inputs, merged });
+            }
+        }
+    }
+    Ok(merges)
+}
+
+/// The merges whose every input is still a file of `tables` (a newer
+/// version than they were made on): another writer may have replaced a row
+/// of one, and its merged file would bring the old row back. The others are
+/// dropped (their files are left for vacuum).
+fn still_mergeable(tables: &Tables, merges: Vec<Merge>) -> Vec<Merge> {
+    merges
+        .into_iter()
+        .filter(|m| {
+            let present =
+                tables.get(&m.table).map_or(0, |files| files.iter().filter(|f| m.inputs.contains(&f.path)).count());
+            present == m.inputs.len()
+        })
+        .collect()
 }
 
 /// The rows of `files` (one partition) written as one file.
@@ -363,5 +410,26 @@ mod tests {
         // Everything into one (the CLI).
         assert_eq!(paths(Compaction::all(2).bins(&refs)), vec![vec!["big", "a", "b", "c", "d", "e"]]);
         assert_eq!(Compaction::small_files(2).small_below, 16 << 20);
+    }
+
+    /// A compaction re-based on a newer version keeps the merges whose
+    /// inputs are all still there (new files beside them change nothing)
+    /// and drops one whose input another writer replaced.
+    #[test]
+    fn a_rebased_compaction_keeps_only_merges_whose_inputs_all_remain() {
+        let merge = |inputs: &[&str], out: &str| Merge {
+            table: "commissions".into(),
+            inputs: inputs.iter().map(|p| p.to_string()).collect(),
+            merged: file(out, 1),
+        };
+        let merges = vec![merge(&["a", "b"], "ab"), merge(&["c", "d"], "cd"), merge(&["e", "f"], "ef")];
+        // The newer version: "d" was replaced by "d2" (an upsert), "g" is
+        // new, and "e" and "f" are gone (merged by another compaction).
+        let tables: Tables =
+            [("commissions".to_string(), vec![file("a", 1), file("b", 1), file("c", 1), file("d2", 1), file("g", 1)])]
+                .into_iter()
+                .collect();
+        let kept = still_mergeable(&tables, merges);
+        assert_eq!(kept.iter().map(|m| m.merged.path.as_str()).collect::<Vec<_>>(), ["ab"]);
     }
 }

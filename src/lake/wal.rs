@@ -85,6 +85,11 @@ impl Wal {
         self.pending.lock().expect("wal pending").1
     }
 
+    /// Bytes of the segments durable and not yet committed after `seq`.
+    pub fn pending_bytes_after(&self, seq: u64) -> u64 {
+        self.pending.lock().expect("wal pending").0.range(seq + 1..).map(|(_, b)| b).sum()
+    }
+
     /// A lake version contains the segments at or below `through`.
     pub fn committed_through(&self, through: u64) {
         let mut p = self.pending.lock().expect("wal pending");

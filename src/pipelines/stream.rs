@@ -28,6 +28,7 @@ use object_store::path::Path;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
 
 use crate::contract::row::{Reject, RowParser, value_at};
 use crate::contract::values::{Value, days_to_date};
@@ -127,6 +128,10 @@ impl RecentIds {
 /// under load a commit then takes a bounded time and memory, and the
 /// backlog is worked off by consecutive commits.
 const BATCH_BYTES: usize = 8 << 20;
+/// Logged bytes waiting that start a micro-batch without waiting for the
+/// writer's pace: a batch this large already spreads a version's fixed
+/// cost thinly, and waiting would only let the backlog grow.
+const PACE_BYTES: u64 = 1 << 20;
 
 /// Accepted events of requests waiting for the next log segment, and who
 /// waits for its sequence number.
@@ -312,8 +317,16 @@ impl Stream {
     /// everything that arrived during the last commit. `on_commit` is told
     /// each version published.
     /// With `maintain` = (interval, min files), it also compacts the lake's
-    /// many small partitions between commits at that interval.
-    pub async fn run(self: Arc<Self>, on_commit: impl Fn(u64) + Send + Sync, maintain: Option<(Duration, usize)>) {
+    /// many small partitions between commits at that interval. A batch
+    /// starts at least `pace` after the one before it started (so under
+    /// load fewer, larger versions are published; idle, the first event
+    /// after a quiet spell still commits at once).
+    pub async fn run(
+        self: Arc<Self>,
+        on_commit: impl Fn(u64) + Send + Sync,
+        maintain: Option<(Duration, usize)>,
+        pace: Duration,
+    ) {
         let mut compacted = std::time::Instant::now();
         // Versions published since the last compaction: each adds at most
         // one small file to a partition, so fewer cannot make one due.
@@ -321,32 +334,60 @@ impl Stream {
         // The next micro-batch, being prepared while the current publishes:
         // reading, parsing and staging a batch takes about as long as
         // resolving and publishing one, so the two overlap on two cores.
-        let mut ahead: Option<tokio::task::JoinHandle<Result<Option<Prepared>, StreamError>>> = None;
+        // It answers when it started preparing (after its pace).
+        let mut ahead: Option<tokio::task::JoinHandle<(Instant, Prepares)>> = None;
+        // When the last batch started being prepared.
+        let mut began = Instant::now() - pace;
+        // A compaction runs beside the micro-batches, not between them: it
+        // takes a second or more, which would hold every event arriving
+        // meanwhile past its second. It is one more writer on the one
+        // commit path (whichever commits second re-bases), one at a time.
+        let mut compaction: Option<tokio::task::JoinHandle<_>> = None;
         loop {
+            if compaction.as_ref().is_some_and(|c| c.is_finished()) {
+                match compaction.take().expect("checked").await {
+                    Ok(Ok(Some(version))) => on_commit(version),
+                    Ok(Ok(None)) => {}
+                    Ok(Err(e)) => tracing::warn!(error = %e, "scheduled compaction failed; will try again"),
+                    Err(e) => tracing::warn!(error = %e, "scheduled compaction stopped; will try again"),
+                }
+            }
             if let Some((every, min_files)) = maintain
+                && compaction.is_none()
                 && since >= min_files
                 && compacted.elapsed() >= every
             {
                 (compacted, since) = (std::time::Instant::now(), 0);
-                match self.maintain(min_files).await {
-                    Ok(Some(version)) => on_commit(version),
-                    Ok(None) => {}
-                    Err(e) => tracing::warn!(error = %e, "scheduled compaction failed; will try again"),
-                }
+                let this = self.clone();
+                compaction = Some(tokio::spawn(async move { this.maintain(min_files).await }));
             }
             if ahead.is_none() && self.backlog() == 0 {
                 // Woken by an accept; the timeout also retries after errors.
                 let _ = tokio::time::timeout(Duration::from_secs(1), self.wake.notified()).await;
             }
             let prepared = match ahead.take() {
-                Some(next) => next.await.unwrap_or_else(|e| Err(StreamError::LogWrite(format!("preparing: {e}")))),
-                None => self.prepare(self.committed()).await,
+                Some(next) => match next.await {
+                    Ok((started, prepared)) => {
+                        began = started;
+                        prepared
+                    }
+                    Err(e) => Err(StreamError::LogWrite(format!("preparing: {e}"))),
+                },
+                None => {
+                    let after = self.committed();
+                    self.paced(after, began + pace).await;
+                    began = Instant::now();
+                    self.prepare(after).await
+                }
             };
             let result = match prepared {
                 Ok(Some(batch)) => {
                     if self.wal.durable_through() > batch.through {
-                        let (this, after) = (self.clone(), batch.through);
-                        ahead = Some(tokio::spawn(async move { this.prepare(after).await }));
+                        let (this, after, at) = (self.clone(), batch.through, began + pace);
+                        ahead = Some(tokio::spawn(async move {
+                            this.paced(after, at).await;
+                            (Instant::now(), this.prepare(after).await)
+                        }));
                     }
                     self.publish(batch).await
                 }
@@ -368,6 +409,18 @@ impl Stream {
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
             }
+        }
+    }
+
+    /// Wait until `at`, or until [`PACE_BYTES`] of events after log
+    /// sequence `after` are durable, whichever comes first.
+    async fn paced(&self, after: u64, at: Instant) {
+        loop {
+            let now = Instant::now();
+            if now >= at || self.wal.pending_bytes_after(after) >= PACE_BYTES {
+                return;
+            }
+            tokio::time::sleep((at - now).min(Duration::from_millis(10))).await;
         }
     }
 
@@ -637,6 +690,9 @@ impl Stream {
     }
 }
 
+/// What preparing a micro-batch gives: nothing to commit, or the batch.
+type Prepares = Result<Option<Prepared>, StreamError>;
+
 /// A micro-batch staged and ready to publish.
 struct Prepared {
     /// The highest log sequence it contains.
@@ -697,6 +753,30 @@ mod tests {
     fn event(id: &str, kind: &str, data: serde_json::Value) -> String {
         serde_json::json!({ "event_id": id, "type": kind, "occurred_at": "2026-03-01T10:00:00Z", "data": data })
             .to_string()
+    }
+
+    /// The pace holds a batch until its time only while little waits: once
+    /// a batch's worth of events after the last one is logged it starts at
+    /// once, and events logged at or before `after` do not count.
+    #[tokio::test]
+    async fn the_pace_gives_way_to_a_full_batch_of_waiting_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = crate::lake::store::open(dir.path().to_str().unwrap()).unwrap();
+        let stream = Stream::open(lake).await.unwrap();
+        let hour = Duration::from_secs(3600);
+        // Nothing waits: the full pace.
+        let t = Instant::now();
+        stream.paced(0, t + Duration::from_millis(250)).await;
+        assert!(t.elapsed() >= Duration::from_millis(250));
+        // 1 MiB logged as segment 1: a batch after 0 starts at once (not
+        // an hour later) ...
+        stream.wal.append(Bytes::from(vec![b'x'; PACE_BYTES as usize])).await.unwrap();
+        let waited = tokio::time::timeout(Duration::from_secs(10), stream.paced(0, Instant::now() + hour)).await;
+        assert!(waited.is_ok(), "a full batch waited for the pace");
+        // ... while a batch after 1 (that segment being committed) waits.
+        let t = Instant::now();
+        stream.paced(1, t + Duration::from_millis(100)).await;
+        assert!(t.elapsed() >= Duration::from_millis(100));
     }
 
     /// The writer prepares the next micro-batch while the previous one

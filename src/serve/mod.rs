@@ -105,6 +105,7 @@ impl Application {
             let settings = &self.state.settings;
             let maintain = (settings.optimize_every_secs > 0)
                 .then(|| (std::time::Duration::from_secs(settings.optimize_every_secs), settings.optimize_min_files));
+            let pace = Duration::from_millis(settings.stream_pace_ms);
             let on_commit = move |_version: u64| {
                 let state = state.clone();
                 tokio::spawn(async move {
@@ -116,7 +117,7 @@ impl Application {
             std::thread::Builder::new().name("cip-stream".into()).spawn(move || {
                 handle.block_on(async move {
                     tokio::select! {
-                        () = stream.run(on_commit, maintain) => {}
+                        () = stream.run(on_commit, maintain, pace) => {}
                         _ = stopped => {}
                     }
                 })

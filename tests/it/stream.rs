@@ -823,7 +823,7 @@ async fn batch_runs_and_micro_batches_commit_concurrently_and_every_version_is_w
             handle.block_on(async move {
                 let on_commit = move |v: u64| stream_tx.send_modify(|last| *last = (*last).max(v));
                 tokio::select! {
-                    () = stream.run(on_commit, None) => {}
+                    () = stream.run(on_commit, None, Duration::ZERO) => {}
                     _ = writer_stopped => {}
                 }
             })
