@@ -7,9 +7,11 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
 use crate::contract::Entity;
+use crate::pipelines::events::EventChecker;
+use crate::pipelines::stream::{Stream, StreamError};
 
 /// Most records of one upload (a month's statement of a large carrier is
 /// far below it).
@@ -148,6 +150,134 @@ fn malformed(line: u64, e: &csv::Error) -> UploadError {
         _ => "unreadable CSV record".to_string(),
     };
     UploadError::Malformed { line, reason }
+}
+
+/// Most refused records listed in a refusal.
+const MAX_PROBLEMS: usize = 100;
+
+/// How long an upload waits for its rows to be committed before answering.
+const COMMIT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A statement file checked in full: the events that land its rows (one
+/// `statement_line.upserted` each), how many records it had, the statement
+/// ids it names.
+#[derive(Debug)]
+pub struct StatementEvents {
+    pub events: Vec<String>,
+    pub lines: usize,
+    pub statements: Vec<String>,
+}
+
+/// Why none of a file's records may land: a stable `reason`
+/// (`UploadError::code`, or `invalid_records`), a message, and each
+/// refused record's line, code and message (at most 100).
+#[derive(Debug)]
+pub struct Refused {
+    pub reason: &'static str,
+    pub message: String,
+    pub problems: Vec<Value>,
+}
+
+/// The events of a statement file for `tenant` and `carrier`, every record
+/// checked with the streaming door's row rules first: all of them, or why
+/// not one may land. Both upload doors (CSV body, GraphQL multipart) use it.
+pub fn statement_events(
+    text: &str,
+    mapping: &Mapping,
+    tenant: &str,
+    carrier: &str,
+) -> Result<StatementEvents, Refused> {
+    let rows = rows(text, mapping, tenant, carrier).map_err(|e| Refused {
+        reason: e.code(),
+        message: e.to_string(),
+        problems: Vec::new(),
+    })?;
+    let base = super::store::new_id("cip-statement-");
+    let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let checker = EventChecker::default();
+    let mut problems = Vec::new();
+    let mut keys: std::collections::HashMap<(String, String), u64> = std::collections::HashMap::new();
+    let mut events = Vec::with_capacity(rows.len());
+    let mut statements = std::collections::BTreeSet::new();
+    for r in &rows {
+        let text = |c: &str| r.data.get(c).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+        let key = (text("statement_id"), text("line_id"));
+        if let Some(first) = keys.insert(key.clone(), r.line) {
+            let message = format!("statement {} line {} again (first on line {first})", key.0, key.1);
+            problems.push(json!({"line": r.line, "code": "duplicate_key_conflict", "message": message}));
+            continue;
+        }
+        statements.insert(key.0);
+        let event = json!({"event_id": format!("{base}-{}", r.line), "tenant_id": tenant,
+                           "type": "statement_line.upserted", "occurred_at": at, "data": r.data})
+        .to_string();
+        match checker.check(&event, tenant) {
+            Ok(_) => events.push(event),
+            Err(e) => {
+                problems.push(json!({"line": r.line, "code": e.reject.code.as_str(), "message": e.reject.message}))
+            }
+        }
+    }
+    if let Some(first) = problems.first() {
+        let message = format!(
+            "{} of {} records break the data contract, so none landed; line {}: {}",
+            problems.len(),
+            rows.len(),
+            first["line"],
+            first["message"].as_str().unwrap_or_default()
+        );
+        problems.truncate(MAX_PROBLEMS);
+        return Err(Refused { reason: "invalid_records", message, problems });
+    }
+    Ok(StatementEvents { events, lines: rows.len(), statements: statements.into_iter().collect() })
+}
+
+/// What an upload landed: its records, statements, whether the carrier's
+/// saved mapping or the contract's column names read it, the log sequence
+/// of its events and whether a lake version holds them yet (it waits up to
+/// 10 s for one).
+#[derive(Debug, Serialize)]
+pub struct Landed {
+    pub lines: usize,
+    pub statements: Vec<String>,
+    pub mapping: &'static str,
+    pub sequence: Option<u64>,
+    pub committed: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LandError {
+    /// The log could not be written: nothing was acknowledged.
+    #[error(transparent)]
+    Log(#[from] StreamError),
+    /// The stream refused a row the check had passed (a defect).
+    #[error("statement rows refused by the stream after the check: {0}")]
+    Refused(String),
+}
+
+/// Log a checked file's events durably and wait (bounded) for their commit.
+pub async fn land(
+    stream: &std::sync::Arc<Stream>,
+    tenant: &str,
+    checked: StatementEvents,
+    mapped: bool,
+) -> Result<Landed, LandError> {
+    let accepted = stream.accept(tenant, &checked.events.join("\n")).await?;
+    if accepted.rejected > 0 {
+        let first = accepted.results.iter().find(|r| r.status == "rejected");
+        return Err(LandError::Refused(format!("{first:?}")));
+    }
+    let committed = match accepted.sequence {
+        Some(seq) => tokio::time::timeout(COMMIT_WAIT, stream.wait_committed(seq)).await.is_ok(),
+        None => true,
+    };
+    Ok(Landed {
+        lines: checked.lines,
+        statements: checked.statements,
+        mapping: if mapped { "saved" } else { "contract" },
+        sequence: accepted.sequence,
+        committed,
+    })
 }
 
 #[cfg(test)]

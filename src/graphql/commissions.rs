@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_graphql::{
-    Context, Enum, ID, InputObject, InputValueError, InputValueResult, Object, Result, Scalar, ScalarType,
-    SimpleObject, Value,
+    Context, Enum, ErrorExtensions, ID, InputObject, InputValueError, InputValueResult, Object, Result, Scalar,
+    ScalarType, SimpleObject, Value,
 };
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
@@ -27,6 +27,7 @@ use crate::commissions::money::{fmt_money, fmt_rate};
 use crate::commissions::reconcile::{self, DiscrepancyType as Dt};
 use crate::commissions::schedules::{Agents, Schedules, TermKind};
 use crate::commissions::store::{self, Actor, Change};
+use crate::commissions::upload;
 use crate::commissions::{self as engine};
 use crate::contract::values::{parse_decimal, parse_month};
 use crate::contract::{RATE_PRECISION, RATE_SCALE};
@@ -47,6 +48,9 @@ const COMMIT_WAIT: Duration = Duration::from_secs(10);
 pub struct CommissionWriter {
     pub lake: Location,
     pub stream: Option<Arc<Stream>>,
+    /// The ingest doors' backlog limits (requests, bytes) beyond which an
+    /// upload is refused with `RATE_LIMITED`, as they are.
+    pub max_backlog: (u64, u64),
 }
 
 /// A rate or percentage: a decimal fraction with at most 6 fraction digits
@@ -277,6 +281,30 @@ pub struct StatementMapping {
     pub columns: Vec<ColumnMapping>,
     pub changed_at: String,
     pub changed_by: String,
+}
+
+/// What `uploadStatement` landed.
+#[derive(SimpleObject, Debug, Clone)]
+pub struct StatementUpload {
+    /// Records of the file (all landed).
+    pub lines: u64,
+    /// The statement ids the file names.
+    pub statements: Vec<String>,
+    /// `saved` (the carrier's column mapping read it) or `contract`.
+    pub mapping: String,
+    /// Whether a lake version held the rows within 10 s of the upload
+    /// (otherwise they are durable and land shortly).
+    pub committed: bool,
+}
+
+/// A refused file as `BAD_INPUT`, with the `reason` and refused records of
+/// the CSV door's answer.
+fn refused(r: upload::Refused) -> async_graphql::Error {
+    let problems = Value::from_json(serde_json::Value::Array(r.problems)).unwrap_or(Value::Null);
+    bad_input(r.message).extend_with(|_, e| {
+        e.set("reason", r.reason);
+        e.set("problems", problems.clone());
+    })
 }
 
 fn statement_mapping(carrier: String, m: &crate::commissions::upload::Mapping, c: &Change) -> StatementMapping {
@@ -1339,6 +1367,62 @@ impl CommissionsMutation {
             note,
         };
         Ok(statement_mapping(carrier_id.0, &mapping, &change))
+    }
+
+    /// Upload a carrier statement as CSV: a GraphQL multipart request
+    /// (the file as the variable `file`; at most `--max-ingest-bytes`, like
+    /// `POST /commissions/statements`), read with the carrier's saved column
+    /// mapping (`setStatementMapping`; without one the contract's column
+    /// names). Every record is checked with the streaming door's row rules
+    /// and either all land as `statement_lines` rows or none does
+    /// (`BAD_INPUT` with `reason` and each refused record in `problems`).
+    #[graphql(cache_control(no_cache))]
+    async fn upload_statement(
+        &self,
+        ctx: &Context<'_>,
+        carrier_id: ID,
+        file: async_graphql::Upload,
+    ) -> Result<StatementUpload> {
+        let principal = require(ctx)?;
+        let stream = stream(ctx)?;
+        let (max_requests, max_bytes) = writer(ctx)?.max_backlog;
+        if stream.backlog() >= max_requests || stream.backlog_bytes() >= max_bytes {
+            return Err(error(Code::RateLimited, "ingest backlog full: retry shortly"));
+        }
+        let carrier = carrier_id.trim().to_string();
+        if carrier.is_empty() {
+            return Err(bad_input("carrierId is required"));
+        }
+        let content = file.value(ctx).map_err(|e| bad_input(format!("file: {e}")))?.content;
+        let v = view(ctx);
+        if v.directory().await.map_err(internal)?.carrier(&carrier).is_none() {
+            return Err(not_found(format!("no carrier {carrier}")));
+        }
+        let mapping = store::mappings(&v.session).await.map_err(internal)?.get(&carrier).map(|(m, _)| m.clone());
+        let mapped = mapping.is_some();
+        let tenant = principal.tenant_id.clone();
+        // Reading, parsing and checking a large file is blocking and CPU work.
+        let t = tenant.clone();
+        let checked = tokio::task::spawn_blocking(move || {
+            let Ok(text) = std::str::from_utf8(&content) else {
+                return Err(upload::Refused {
+                    reason: "not_utf8",
+                    message: "the file must be UTF-8 CSV".into(),
+                    problems: Vec::new(),
+                });
+            };
+            upload::statement_events(text, &mapping.unwrap_or_default(), &t, &carrier)
+        })
+        .await
+        .map_err(internal)?
+        .map_err(refused)?;
+        let landed = upload::land(stream, &tenant, checked, mapped).await.map_err(internal)?;
+        Ok(StatementUpload {
+            lines: landed.lines as u64,
+            statements: landed.statements,
+            mapping: landed.mapping.to_string(),
+            committed: landed.committed,
+        })
     }
 
     /// Mark a discrepancy resolved with a note: an entry of the change log

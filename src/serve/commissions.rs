@@ -22,11 +22,10 @@ use super::state::AppState;
 use crate::auth::{ANALYTICS_READ, COMMISSIONS_WRITE};
 use crate::commissions::reconcile::DiscrepancyType;
 use crate::commissions::store;
-use crate::commissions::upload::{self, Mapping};
+use crate::commissions::upload;
 use crate::contract::values::parse_month;
 use crate::graphql::commissions::{DiscrepancyFilter, DiscrepancyStatus, discrepancies_csv, filtered_discrepancies};
 use crate::graphql::errors::Code;
-use crate::pipelines::events::EventChecker;
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
@@ -125,9 +124,6 @@ pub async fn upload(
     response
 }
 
-/// Most problems listed in a refusal.
-const MAX_PROBLEMS: usize = 100;
-
 async fn upload_statement(
     state: &AppState,
     headers: &HeaderMap,
@@ -160,74 +156,15 @@ async fn upload_statement(
     let mapped = mapping.is_some();
     let t = tenant.clone();
     // Parsing and checking a large file is CPU work: off the async threads.
-    let (events, lines, statements) =
-        tokio::task::spawn_blocking(move || checked_events(&text, &mapping.unwrap_or_default(), &t, &carrier))
-            .await
-            .map_err(ApiError::internal)??;
-    let accepted = stream.accept(&tenant, &events.join("\n")).await.map_err(super::ingest::log_failed)?;
-    if accepted.rejected > 0 {
-        let first = accepted.results.iter().find(|r| r.status == "rejected");
-        return Err(ApiError::internal(format!("statement rows refused by the stream after the check: {first:?}")));
-    }
-    let committed = match accepted.sequence {
-        Some(seq) => tokio::time::timeout(COMMIT_WAIT, stream.wait_committed(seq)).await.is_ok(),
-        None => true,
-    };
-    let answer = json!({"lines": lines, "statements": statements, "mapping": if mapped { "saved" } else { "contract" },
-                        "sequence": accepted.sequence, "committed": committed});
-    Ok(axum::Json(answer).into_response())
-}
-
-/// How long an upload waits for its rows to be committed before answering.
-const COMMIT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// The upload's events, its record count and statement ids; or why not one
-/// of its records may land.
-fn checked_events(
-    text: &str,
-    mapping: &Mapping,
-    tenant: &str,
-    carrier: &str,
-) -> Result<(Vec<String>, usize, Vec<String>), ApiError> {
-    let rows = upload::rows(text, mapping, tenant, carrier)
-        .map_err(|e| ApiError::bad_input_because(e.code(), e.to_string(), json!({})))?;
-    let base = crate::commissions::store::new_id("cip-statement-");
-    let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    let checker = EventChecker::default();
-    let mut problems = Vec::new();
-    let mut keys: std::collections::HashMap<(String, String), u64> = std::collections::HashMap::new();
-    let mut events = Vec::with_capacity(rows.len());
-    let mut statements = std::collections::BTreeSet::new();
-    for r in &rows {
-        let text = |c: &str| r.data.get(c).and_then(|v| v.as_str()).unwrap_or_default().to_string();
-        let key = (text("statement_id"), text("line_id"));
-        if let Some(first) = keys.insert(key.clone(), r.line) {
-            let message = format!("statement {} line {} again (first on line {first})", key.0, key.1);
-            problems.push(json!({"line": r.line, "code": "duplicate_key_conflict", "message": message}));
-            continue;
-        }
-        statements.insert(key.0);
-        let event =
-            json!({"event_id": format!("{base}-{}", r.line), "tenant_id": tenant, "type": "statement_line.upserted",
-                           "occurred_at": at, "data": r.data})
-            .to_string();
-        match checker.check(&event, tenant) {
-            Ok(_) => events.push(event),
-            Err(e) => {
-                problems.push(json!({"line": r.line, "code": e.reject.code.as_str(), "message": e.reject.message}))
-            }
-        }
-    }
-    if let Some(first) = problems.first() {
-        let message = format!(
-            "{} of {} records break the data contract, so none landed; line {}: {}",
-            problems.len(),
-            rows.len(),
-            first["line"],
-            first["message"].as_str().unwrap_or_default()
-        );
-        problems.truncate(MAX_PROBLEMS);
-        return Err(ApiError::bad_input_because("invalid_records", message, json!({"problems": problems})));
-    }
-    Ok((events, rows.len(), statements.into_iter().collect()))
+    let checked = tokio::task::spawn_blocking(move || {
+        upload::statement_events(&text, &mapping.unwrap_or_default(), &t, &carrier)
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(|r| ApiError::bad_input_because(r.reason, r.message, json!({"problems": r.problems})))?;
+    let landed = upload::land(&stream, &tenant, checked, mapped).await.map_err(|e| match e {
+        upload::LandError::Log(e) => super::ingest::log_failed(e),
+        e @ upload::LandError::Refused(_) => ApiError::internal(e),
+    })?;
+    Ok(axum::Json(landed).into_response())
 }

@@ -153,6 +153,7 @@ impl Admitted {
         data.insert(crate::graphql::commissions::CommissionWriter {
             lake: state.lake.clone(),
             stream: state.stream.get().cloned(),
+            max_backlog: (state.settings.max_stream_backlog, state.settings.max_stream_backlog_bytes),
         });
         data
     }

@@ -41,6 +41,13 @@ pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<
     }
 }
 
+/// The content type of a `multipart/form-data` request (a GraphQL
+/// multipart request, spec: github.com/jaydenseric/graphql-multipart-request-spec).
+pub fn multipart_type(headers: &HeaderMap) -> Option<String> {
+    let ct = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    ct.trim_start().to_ascii_lowercase().starts_with("multipart/form-data").then(|| ct.to_string())
+}
+
 /// One GraphQL request from a JSON body; batched arrays are refused (each
 /// operation of a batch would otherwise escape the per-request limits).
 pub fn graphql_request(body: &[u8], limits: &RequestLimits) -> Result<async_graphql::Request, ApiError> {

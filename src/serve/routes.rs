@@ -23,7 +23,7 @@ use super::guard::{self, Admitted, ApiError};
 use super::request;
 use super::state::{AppState, ResultCache};
 use super::stats::UNAUTHENTICATED;
-use crate::auth::ANALYTICS_READ;
+use crate::auth::{ANALYTICS_READ, COMMISSIONS_WRITE};
 use crate::graphql::errors::{Code, internal};
 use crate::graphql::live::{KpisOnLatest, Live};
 use crate::graphql::schema::agency_kpis;
@@ -64,8 +64,40 @@ pub async fn graphql(State(state): State<Arc<AppState>>, headers: HeaderMap, bod
 
 async fn parse(state: &AppState, headers: &HeaderMap, body: Body) -> Result<async_graphql::Request, ApiError> {
     let limits = state.settings.request_limits();
+    if let Some(content_type) = request::multipart_type(headers) {
+        return parse_upload(state, headers, content_type, body).await;
+    }
     let bytes = request::read_body(headers, body, limits.max_body_bytes).await?;
     request::graphql_request(&bytes, &limits)
+}
+
+/// A GraphQL multipart request (a statement upload): as large as an ingest
+/// body, so only a credential that may write commissions may send one, and
+/// that is checked before the body is read. One file at most.
+async fn parse_upload(
+    state: &AppState,
+    headers: &HeaderMap,
+    content_type: String,
+    body: Body,
+) -> Result<async_graphql::Request, ApiError> {
+    let principal = state
+        .authenticate(headers)
+        .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, Code::Unauthenticated, e.to_string()))?;
+    if !principal.can(COMMISSIONS_WRITE) {
+        let msg = format!("file uploads need the {COMMISSIONS_WRITE} permission");
+        return Err(ApiError::new(StatusCode::FORBIDDEN, Code::Forbidden, msg));
+    }
+    let limits = state.settings.request_limits();
+    let max_file = state.settings.max_ingest_bytes;
+    let bytes = request::read_body(headers, body, max_file + limits.max_body_bytes).await?;
+    let opts = async_graphql::http::MultipartOptions::default().max_num_files(1).max_file_size(max_file);
+    let request =
+        async_graphql::http::receive_body(Some(content_type), &bytes[..], opts).await.map_err(|e| match e {
+            async_graphql::ParseRequestError::PayloadTooLarge => ApiError::too_large(max_file),
+            e => ApiError::bad_input(format!("not a GraphQL multipart request: {e}")),
+        })?;
+    request::check_query(&request.query, &limits)?;
+    Ok(request)
 }
 
 /// The operation's metrics label (only once the caller is authenticated)

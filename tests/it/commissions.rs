@@ -739,3 +739,99 @@ async fn statement_upload_with_a_saved_mapping_lands_all_or_nothing() {
             {"type": "UNEXPECTED", "lineId": "2", "paidAmount": "12.50"}]})
     );
 }
+
+/// A GraphQL multipart request (graphql-multipart-request-spec) built by
+/// hand: `operations` with the file variable null, `map` naming it, the file.
+fn multipart(query: &str, carrier: &str, file: &str) -> (String, Vec<u8>) {
+    let boundary = "cip-test-boundary-7d2f";
+    let operations = json!({"query": query, "variables": {"carrierId": carrier, "file": null}}).to_string();
+    let mut body = String::new();
+    for (name, extra, content) in [
+        ("operations", "", operations.as_str()),
+        ("map", "", r#"{"0": ["variables.file"]}"#),
+        ("0", "; filename=\"statement.csv\"\r\nContent-Type: text/csv", file),
+    ] {
+        body.push_str(&format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"{extra}\r\n\r\n{content}\r\n"
+        ));
+    }
+    body.push_str(&format!("--{boundary}--\r\n"));
+    (format!("multipart/form-data; boundary={boundary}"), body.into_bytes())
+}
+
+/// The statement upload through GraphQL (multipart): the same checks as the
+/// CSV door — the permission before the body is read, all records or none,
+/// the body limit — and the lines reconciled like any others, for the
+/// uploading tenant only.
+#[tokio::test]
+async fn statement_upload_through_graphql_multipart_lands_all_or_nothing() {
+    let app = TestApp::spawn_book(BOOK, |s| s).await;
+    let client = reqwest::Client::new();
+    let query = "mutation($carrierId: ID!, $file: Upload!) { uploadStatement(carrierId: $carrierId, file: $file) { lines statements mapping committed } }";
+    let upload = |perms: &'static [&'static str], file: String| {
+        let (content_type, body) = multipart(query, "K1", &file);
+        let req = client
+            .post(format!("{}/graphql", app.url))
+            .header("Authorization", format!("Bearer {}", TestApp::token("t1", perms)))
+            .header("content-type", content_type)
+            .body(body);
+        async move {
+            let resp = req.send().await.unwrap();
+            let status = resp.status().as_u16();
+            (status, serde_json::from_slice::<Value>(&resp.bytes().await.unwrap()).unwrap())
+        }
+    };
+    // The contract's own column names: no mapping needed.
+    let header = "statement_id,statement_date,period,policy_number,commission_amount,kind\n";
+    let good = format!(
+        "{header}ST-K1-2024-02,2024-03-12,2024-02,hm 101,10.00,adjustment\nST-K1-2024-02,2024-03-12,2024-02,HM-102,12.50,new\n"
+    );
+
+    let (status, body) = upload(&["analytics:read"], good.clone()).await;
+    assert_eq!((status, body["errors"][0]["extensions"]["code"].as_str()), (403, Some("FORBIDDEN")));
+
+    // One bad amount: nothing lands, the record is named.
+    let bad = good.replace("12.50", "12.5x");
+    let (status, body) = upload(WRITE, bad).await;
+    assert_eq!(status, 200, "{body}");
+    let ext = &body["errors"][0]["extensions"];
+    assert_eq!((ext["code"].as_str(), ext["reason"].as_str()), (Some("BAD_INPUT"), Some("invalid_records")));
+    assert_eq!(
+        (ext["problems"][0]["line"].as_u64(), ext["problems"][0]["code"].as_str()),
+        (Some(3), Some("invalid_money"))
+    );
+    // A file without the contract's columns.
+    let (_, body) = upload(WRITE, "Policy,Amount\nHM-1,1.00\n".into()).await;
+    assert_eq!(body["errors"][0]["extensions"]["reason"], "missing_columns");
+    // Over the ingest body limit (1 MiB in tests): 413 before it is parsed.
+    let (status, body) = upload(WRITE, format!("{header}{}", "x".repeat(2 << 20))).await;
+    assert_eq!((status, body["errors"][0]["extensions"]["code"].as_str()), (413, Some("TOO_LARGE")));
+
+    let (status, body) = upload(WRITE, good).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["data"]["uploadStatement"],
+        json!({"lines": 2, "statements": ["ST-K1-2024-02"], "mapping": "contract", "committed": true})
+    );
+    // Reconciled like any statement: February has no booked row, so both
+    // lines are unexpected; 10.00 + 12.50 paid.
+    let rec = r#"mutation { reconcile(carrierId: "K1", period: "2024-02") { statements { lines paidTotal } discrepancies { type lineId paidAmount } } }"#;
+    let mut r = Value::Null;
+    for _ in 0..50 {
+        // Committed; the server serves the new version a moment later.
+        r = ok(&app, "t1", WRITE, rec).await["reconcile"].clone();
+        if r["statements"][0]["lines"] == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        r,
+        json!({"statements": [{"lines": 2, "paidTotal": "22.50"}], "discrepancies": [
+            {"type": "UNEXPECTED", "lineId": "1", "paidAmount": "10.00"},
+            {"type": "UNEXPECTED", "lineId": "2", "paidAmount": "12.50"}]})
+    );
+    // The other tenant's carrier K1 got none of them.
+    let r = ok(&app, "t2", WRITE, rec).await["reconcile"].clone();
+    assert_eq!(r["statements"], json!([]), "{r}");
+}
