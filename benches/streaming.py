@@ -203,6 +203,51 @@ async def phase_wrk(wrk, url, key, pid, seconds, clients, rss):
     return counts, latencies, took
 
 
+async def soak(url, key, dash_key, pid, seconds, rate, policy):
+    """A steady load for `seconds`: `rate` commission events a second in
+    NDJSON batches every 100 ms, the prober, and two dashboard pollers
+    (with a credential of their own: the prober's polling would take the
+    first one's rate limit), while the server's RSS is sampled every 5 s. Memory should level off
+    once the bounded caches are full, however long it runs."""
+    headers = {"X-API-Key": key}
+    counts = collections.Counter(accepted=0)
+    latencies, rss = [], []
+    per_batch = max(1, rate // 10)
+    until = time.monotonic() + seconds
+    async with aiohttp.ClientSession() as s:
+        async def sender():
+            n, tick = 0, time.monotonic()
+            while time.monotonic() < until:
+                body = "\n".join(commission("soak", 0, n + i) for i in range(per_batch))
+                n += per_batch
+                try:
+                    async with s.post(f"{url}/ingest/events", data=body, headers=headers) as r:
+                        out = await r.json()
+                        if r.status == 200:
+                            counts["accepted"] += out["accepted"]
+                        else:
+                            counts[f"http_{r.status}"] += 1
+                except aiohttp.ClientError:
+                    counts["connection_error"] += 1
+                tick += 0.1
+                await asyncio.sleep(max(0.0, tick - time.monotonic()))
+
+        async def sample():
+            while time.monotonic() < until:
+                rss.append((time.monotonic(), rss_kib(pid)))
+                await asyncio.sleep(5)
+
+        async def dash():
+            lat, errors, _ = await dashboard(url, dash_key, policy, seconds, 2)
+            return lat, errors
+
+        started = time.monotonic()
+        *_, (dash_lat, dash_errors) = await asyncio.gather(
+            prober(s, url, headers, until, latencies), sample(), sender(), dash())
+        took = time.monotonic() - started
+    return counts, latencies, took, rss, dash_lat, dash_errors
+
+
 def pct(xs, p):
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(p * len(xs)))] if xs else float("nan")
@@ -224,6 +269,9 @@ def main():
     ap.add_argument("--tenant", required=True)
     ap.add_argument("--pollers", type=int, default=4)
     ap.add_argument("--wrk", help="wrk binary: drives the one-event-per-request phase")
+    ap.add_argument("--soak-seconds", type=float, default=0)
+    ap.add_argument("--soak-rate", type=int, default=1000)
+    ap.add_argument("--dash-key", help="the soak's dashboard pollers' credential")
     a = ap.parse_args()
     rss = []
     report = {}
@@ -247,8 +295,35 @@ def main():
         d = report["dashboard"][k]
         print(f"dashboard {k:11s} ({a.pollers} pollers, one event/s, {commits} events, 10 queries/s each): p50 {d['p50_ms']} ms, "
               f"p99 {d['p99_ms']} ms over {d['queries']} queries, {d['errors']} errors")
+    if a.soak_seconds > 0:
+        counts, lat_s, took, samples, dash_lat, dash_errors = asyncio.run(
+            soak(a.url, a.key, a.dash_key or a.key, a.pid, a.soak_seconds, a.soak_rate, book_policy(a.landing, a.tenant)))
+        t0 = samples[0][0]
+        minutes = collections.defaultdict(int)
+        for t, kib in samples:
+            minute = int((t - t0) // 60)
+            minutes[minute] = max(minutes[minute], kib)
+        by_minute = [round(minutes[m] / 1024) for m in sorted(minutes)]
+        half = [kib for t, kib in samples if t - t0 >= (samples[-1][0] - t0) / 2]
+        report["soak"] = {
+            "seconds": round(took), "events_per_s": round(counts["accepted"] / took),
+            "refused": {k: v for k, v in counts.items() if k != "accepted"},
+            "visible_p50_ms": round(pct(lat_s, 0.5) * 1000), "visible_p99_ms": round(pct(lat_s, 0.99) * 1000),
+            "probes": len(lat_s), "rss_max_mib_by_minute": by_minute,
+            "second_half_rss_mib": {"min": round(min(half) / 1024), "max": round(max(half) / 1024)},
+            "dashboard": {k: {"p50_ms": round(pct(v, 0.5) * 1000, 1), "p99_ms": round(pct(v, 0.99) * 1000, 1),
+                              "queries": len(v), "errors": dash_errors[k]} for k, v in dash_lat.items()},
+        }
+        r = report["soak"]
+        print(f"soak    ({a.soak_rate}/s in batches every 100 ms, {r['seconds']} s): {r['events_per_s']} events/s accepted; "
+              f"visible after p50 {r['visible_p50_ms']} ms, p99 {r['visible_p99_ms']} ms ({r['probes']} probes); "
+              f"refused {r['refused'] or 'none'}")
+        print(f"soak    dashboard: " + ", ".join(f"{k} p50 {d['p50_ms']} ms p99 {d['p99_ms']} ms ({d['queries']} queries, {d['errors']} errors)"
+                                              for k, d in r["dashboard"].items()))
+        print(f"soak    server RSS, max per minute (MiB): {by_minute}; second half between "
+              f"{r['second_half_rss_mib']['min']} and {r['second_half_rss_mib']['max']} MiB")
     report["rss_mib"] = {"first": round(rss[0] / 1024), "max": round(max(rss) / 1024), "last": round(rss[-1] / 1024)}
-    print(f"server RSS: first {report['rss_mib']['first']} MiB, max {report['rss_mib']['max']} MiB, "
+    print(f"server RSS over the load phases: first {report['rss_mib']['first']} MiB, max {report['rss_mib']['max']} MiB, "
           f"last {report['rss_mib']['last']} MiB")
     with open(a.out, "w") as f:
         json.dump(report, f, indent=2)
