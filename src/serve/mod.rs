@@ -5,6 +5,7 @@ pub mod engine;
 pub mod feeds;
 pub mod graphiql;
 pub mod guard;
+pub mod hot;
 pub mod ingest;
 pub mod limits;
 pub mod reports;

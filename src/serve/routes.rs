@@ -20,6 +20,7 @@ use futures::stream::BoxStream;
 use serde_json::json;
 
 use super::guard::{self, Admitted, ApiError};
+use super::hot::HotQuery;
 use super::request;
 use super::state::{AppState, ResultCache};
 use super::stats::UNAUTHENTICATED;
@@ -117,22 +118,50 @@ async fn execute(state: &AppState, headers: &HeaderMap, request: async_graphql::
         ResultCache::key(view.version, &view.tenant, &request.query, request.operation_name.as_deref(), &variables);
     if let Some(body) = state.cache.get(key) {
         state.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
+        state.hot.touch(key);
         return (label, Ok(("ok", json_body(body))));
     }
     state.stats.cache_misses.fetch_add(1, Ordering::Relaxed);
-    let response = match run(state, admitted, request, StatusCode::OK).await {
+    let hot = HotQuery::new(admitted.principal.clone(), &request, variables);
+    let answer = match answer(state, admitted, request).await {
         Ok(r) => r,
         Err(e) => return (label, Err(e)),
     };
-    let ok = response.errors.is_empty();
-    // Fields marked `no_cache` (saved reports, mutations) read or change
-    // state that the snapshot version does not capture.
-    let cacheable = response.cache_control.max_age != -1;
-    let body = bytes::Bytes::from(serde_json::to_vec(&response).unwrap_or_default());
-    if ok && cacheable {
-        state.cache.put(key, body.clone());
+    if answer.cacheable() {
+        state.cache.put(key, answer.body.clone());
+        state.hot.remember(key, hot);
     }
-    (label, Ok((if ok { "ok" } else { "error" }, json_body(body))))
+    (label, Ok((if answer.ok { "ok" } else { "error" }, json_body(answer.body))))
+}
+
+/// An operation's JSON body, whether it succeeded, and whether it may be
+/// cached.
+pub(super) struct Answer {
+    pub body: bytes::Bytes,
+    pub ok: bool,
+    /// No field is marked `no_cache` (saved reports and mutations read or
+    /// change state that the snapshot version does not capture).
+    pub versioned: bool,
+}
+
+impl Answer {
+    pub fn cacheable(&self) -> bool {
+        self.ok && self.versioned
+    }
+}
+
+/// Run an admitted operation to its JSON body.
+pub(super) async fn answer(
+    state: &AppState,
+    admitted: Admitted,
+    request: async_graphql::Request,
+) -> Result<Answer, ApiError> {
+    let response = run(state, admitted, request, StatusCode::OK).await?;
+    Ok(Answer {
+        ok: response.errors.is_empty(),
+        versioned: response.cache_control.max_age != -1,
+        body: bytes::Bytes::from(serde_json::to_vec(&response).unwrap_or_default()),
+    })
 }
 
 /// Execute an admitted operation in a slot, within the deadline.

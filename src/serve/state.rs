@@ -10,6 +10,8 @@ use axum::http::HeaderMap;
 use tokio::sync::Semaphore;
 
 use super::engine::Engine;
+use super::guard::Admitted;
+use super::hot::{self, HotQueries};
 use super::limits::RateLimiter;
 use super::request;
 use super::stats::Stats;
@@ -24,7 +26,7 @@ use crate::models::registry;
 use crate::pipelines::stream::Stream;
 use crate::query::industry::Industry;
 use crate::query::single_flight::SingleFlight;
-use crate::query::view::TenantView;
+use crate::query::view::{SessionLimits, TenantView};
 
 /// Tenant views kept per snapshot (beyond it the oldest is reopened on use).
 const MAX_TENANT_VIEWS: usize = 4096;
@@ -39,6 +41,16 @@ pub struct Current {
     pub industry: Arc<Industry>,
     /// The registered models when this snapshot was loaded.
     pub models: Arc<ModelCatalog>,
+}
+
+impl Current {
+    /// The tenant's view, opened on first use.
+    async fn view(&self, lake: &Location, tenant: &str, limits: SessionLimits) -> anyhow::Result<Arc<TenantView>> {
+        let open = || async {
+            Ok::<_, anyhow::Error>(Arc::new(TenantView::open(lake, &self.manifest, tenant, limits).await?))
+        };
+        self.views.get_or_try_init(tenant.to_string(), open).await
+    }
 }
 
 /// Responses of successful queries, keyed by (snapshot, tenant, the
@@ -133,8 +145,13 @@ impl ResultCache {
         (c.entries.len(), c.bytes)
     }
 
-    fn clear(&self) {
+    /// Forget every entry (they answer for a version no longer served)
+    /// and keep `entries` (answers for the version now served).
+    fn replace_all(&self, entries: Vec<(u128, bytes::Bytes)>) {
         *self.inner.lock().expect("cache lock") = CacheInner::default();
+        for (key, body) in entries {
+            self.put(key, body);
+        }
     }
 }
 
@@ -154,6 +171,8 @@ pub struct AppState {
     pub engine: Engine,
     pub stats: Stats,
     pub cache: ResultCache,
+    /// Recently asked queries, answered ahead for each new version.
+    pub hot: HotQueries,
     current: RwLock<Option<Arc<Current>>>,
     /// The version served, for subscriptions to wait on.
     served: tokio::sync::watch::Sender<u64>,
@@ -180,6 +199,7 @@ impl AppState {
             engine: Engine::new(settings.engine_threads())?,
             stats: Stats::default(),
             cache: ResultCache::new(settings.cache_entries, settings.cache_mb << 20),
+            hot: HotQueries::default(),
             current: RwLock::new(None),
             served: tokio::sync::watch::channel(0).0,
             keys: RwLock::new(HashMap::new()),
@@ -221,8 +241,11 @@ impl AppState {
             };
             let models = Arc::new(ModelCatalog(models));
             let next = Arc::new(Current { manifest, views, industry, models });
+            // The new answers are in the cache before the version is served:
+            // a poller's first request after the swap finds its answer.
+            let ahead = self.answer_ahead(&next).await;
+            self.cache.replace_all(ahead);
             *self.current.write().expect("snapshot lock") = Some(next);
-            self.cache.clear();
             self.stats.snapshot_version.store(version, Ordering::Relaxed);
             self.served.send_replace(version);
             self.stats.snapshot_swaps.fetch_add(1, Ordering::Relaxed);
@@ -277,6 +300,35 @@ impl AppState {
         views
     }
 
+    /// The recently asked queries (see `hot.rs`) answered on `next`'s
+    /// views, within [`hot::BUDGET`], most recently asked first: the cache
+    /// entries to serve `next` with. Each is remembered again under its new
+    /// key; those past the budget are answered on their next request.
+    async fn answer_ahead(&self, next: &Current) -> Vec<(u128, bytes::Bytes)> {
+        let started = std::time::Instant::now();
+        let mut answers = Vec::new();
+        for (_, q) in self.hot.take_recent() {
+            if started.elapsed() > hot::BUDGET {
+                break;
+            }
+            let tenant = q.principal.tenant_id.clone();
+            let Ok(view) = next.view(&self.lake, &tenant, self.settings.session_limits()).await else { continue };
+            let key = ResultCache::key(view.version, &tenant, &q.query, q.operation.as_deref(), &q.variables_text);
+            let admitted = Admitted { principal: q.principal.clone(), view, industry: next.industry.clone() };
+            match super::routes::answer(self, admitted, q.request()).await {
+                Ok(a) if a.cacheable() => {
+                    answers.push((key, a.body));
+                    self.hot.keep(key, q);
+                }
+                _ => {}
+            }
+        }
+        if !answers.is_empty() {
+            tracing::debug!(answers = answers.len(), ms = started.elapsed().as_millis() as u64, "answered ahead");
+        }
+        answers
+    }
+
     /// The registered models as of the served snapshot.
     pub fn models(&self) -> Arc<ModelCatalog> {
         self.current.read().expect("snapshot lock").as_ref().map(|c| c.models.clone()).unwrap_or_default()
@@ -295,11 +347,7 @@ impl AppState {
     /// industry figures; `None` before any snapshot.
     pub async fn view(&self, tenant: &str) -> anyhow::Result<Option<(Arc<TenantView>, Arc<Industry>)>> {
         let Some(current) = self.current.read().expect("snapshot lock").clone() else { return Ok(None) };
-        let limits = self.settings.session_limits();
-        let open = || async {
-            Ok::<_, anyhow::Error>(Arc::new(TenantView::open(&self.lake, &current.manifest, tenant, limits).await?))
-        };
-        let v = current.views.get_or_try_init(tenant.to_string(), open).await?;
+        let v = current.view(&self.lake, tenant, self.settings.session_limits()).await?;
         Ok(Some((v, current.industry.clone())))
     }
 

@@ -214,6 +214,40 @@ async fn the_result_cache_keys_on_the_parsed_query() {
     assert_eq!((hits, after), (1.0, before), "one hit, no new miss");
 }
 
+/// A query polled before a publish is answered for the new version before
+/// that version is served: the first request after the swap is a cache hit
+/// with the new figure, while a query nobody asked still misses.
+#[tokio::test]
+async fn polled_queries_are_answered_ahead_of_a_new_version() {
+    let app = TestApp::spawn().await;
+    let q =
+        r#"{ agency(id: "G2") { performance(range: {from: "2024-01-01", to: "2025-01-01"}) { grossCommission } } }"#;
+    let gross = |d: &Value| d["agency"]["performance"]["grossCommission"].clone();
+    assert_eq!(gross(&app.t1(q).await), json!("96.00"));
+    app.lake.land(
+        "commissions/later.csv",
+        "tenant_id,commission_id,policy_id,agent_id,carrier_id,transaction_date,kind,premium_amount,commission_rate,gross_commission,agent_commission,agency_commission\n\
+         t1,C7,P3,A3,K1,2024-08-01,adjustment,0,0,4.00,1.60,2.40\n",
+    );
+    let report =
+        cip::pipelines::batch::ingest(&app.lake.landing(), &app.lake.lake(), &Default::default()).await.unwrap();
+    assert_eq!(report.snapshot, Some(2));
+    for _ in 0..50 {
+        if app.get("/ready").await.1.contains(r#""snapshot":2"#) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (hits, misses) = scrape_cache(&app).await;
+    assert_eq!(gross(&app.t1(q).await), json!("100.00")); // 96.00 + 4.00
+    assert_eq!(scrape_cache(&app).await, (hits + 1.0, misses), "the new answer was waiting");
+    // Not asked before the publish: computed on request.
+    let other =
+        r#"{ agency(id: "G1") { performance(range: {from: "2024-01-01", to: "2025-01-01"}) { grossCommission } } }"#;
+    app.t1(other).await;
+    assert_eq!(scrape_cache(&app).await, (hits + 1.0, misses + 1.0));
+}
+
 /// (cache hits, cache misses) from `/metrics`.
 async fn scrape_cache(app: &TestApp) -> (f64, f64) {
     let (samples, _) = scrape(app).await;
