@@ -32,19 +32,27 @@ def commission(phase, client, n):
                  "agent_commission": "4.00", "agency_commission": "6.00"}})
 
 
+async def post_events(session, url, headers, body, counts):
+    """Post one NDJSON body and count what the server took or refused; the
+    seconds a refusal asks to wait (Retry-After), or None when accepted."""
+    async with session.post(f"{url}/ingest/events", data=body, headers=headers) as r:
+        out = await r.json()
+        if r.status == 200:
+            counts["accepted"] += out["accepted"]
+            return None
+        counts[f"http_{r.status}"] += 1
+        return float(r.headers.get("Retry-After", "1"))
+
+
 async def client(session, url, headers, phase, cid, batch, until, counts):
     n = 0
     while time.monotonic() < until:
         body = "\n".join(commission(phase, cid, n + i) for i in range(batch))
         n += batch
         try:
-            async with session.post(f"{url}/ingest/events", data=body, headers=headers) as r:
-                out = await r.json()
-                if r.status == 200:
-                    counts["accepted"] += out["accepted"]
-                else:
-                    counts[f"http_{r.status}"] += 1
-                    await asyncio.sleep(float(r.headers.get("Retry-After", "1")))
+            retry_after = await post_events(session, url, headers, body, counts)
+            if retry_after is not None:
+                await asyncio.sleep(retry_after)
         except aiohttp.ClientError:
             # A refusal the client could not read (the connection closed
             # while it was sending): counted, and retried after a pause.
@@ -221,12 +229,7 @@ async def soak(url, key, dash_key, pid, seconds, rate, policy):
                 body = "\n".join(commission("soak", 0, n + i) for i in range(per_batch))
                 n += per_batch
                 try:
-                    async with s.post(f"{url}/ingest/events", data=body, headers=headers) as r:
-                        out = await r.json()
-                        if r.status == 200:
-                            counts["accepted"] += out["accepted"]
-                        else:
-                            counts[f"http_{r.status}"] += 1
+                    await post_events(s, url, headers, body, counts)
                 except aiohttp.ClientError:
                     counts["connection_error"] += 1
                 tick += 0.1

@@ -180,6 +180,17 @@ pub fn authorize(
     permission: &str,
     limiter: &RateLimiter,
 ) -> Result<Principal, ApiError> {
+    let principal = permitted(state, headers, permission)?;
+    // Buckets are per tenant and subject: two tenants' users named alike
+    // (JWT `sub`) never share one.
+    limiter.check(&format!("{}\u{0}{}", principal.tenant_id, principal.subject)).map_err(ApiError::rate_limited)?;
+    Ok(principal)
+}
+
+/// Authenticate (401) and require `permission` (403), taking no token:
+/// for a check before a large body is read, the request being admitted
+/// (and charged) afterwards.
+pub fn permitted(state: &AppState, headers: &HeaderMap, permission: &str) -> Result<Principal, ApiError> {
     let principal = state
         .authenticate(headers)
         .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, Code::Unauthenticated, e.to_string()))?;
@@ -187,9 +198,6 @@ pub fn authorize(
         let msg = format!("this credential lacks the {permission} permission");
         return Err(ApiError::new(StatusCode::FORBIDDEN, Code::Forbidden, msg));
     }
-    // Buckets are per tenant and subject: two tenants' users named alike
-    // (JWT `sub`) never share one.
-    limiter.check(&format!("{}\u{0}{}", principal.tenant_id, principal.subject)).map_err(ApiError::rate_limited)?;
     Ok(principal)
 }
 

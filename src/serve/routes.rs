@@ -81,13 +81,7 @@ async fn parse_upload(
     content_type: String,
     body: Body,
 ) -> Result<async_graphql::Request, ApiError> {
-    let principal = state
-        .authenticate(headers)
-        .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, Code::Unauthenticated, e.to_string()))?;
-    if !principal.can(COMMISSIONS_WRITE) {
-        let msg = format!("file uploads need the {COMMISSIONS_WRITE} permission");
-        return Err(ApiError::new(StatusCode::FORBIDDEN, Code::Forbidden, msg));
-    }
+    guard::permitted(state, headers, COMMISSIONS_WRITE)?;
     let limits = state.settings.request_limits();
     let max_file = state.settings.max_ingest_bytes;
     let bytes = request::read_body(headers, body, max_file + limits.max_body_bytes).await?;
