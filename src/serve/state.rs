@@ -231,7 +231,9 @@ impl AppState {
             let manifest = Arc::new(manifest);
             let industry = Arc::new(Industry::new(self.lake.clone(), manifest.clone(), self.settings.session_limits()));
             let previous = self.current.read().expect("snapshot lock").clone();
+            let read_ms = started.elapsed().as_millis() as u64;
             let views = self.warm_views(&manifest, previous.as_deref()).await;
+            let warm_ms = started.elapsed().as_millis() as u64 - read_ms;
             let models = match registry::list(&self.lake).await {
                 Ok(list) => list,
                 Err(e) => {
@@ -249,7 +251,8 @@ impl AppState {
             self.stats.snapshot_version.store(version, Ordering::Relaxed);
             self.served.send_replace(version);
             self.stats.snapshot_swaps.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(version, ms = started.elapsed().as_millis() as u64, "serving snapshot");
+            // Where the time went (lake open after a long stream: issue 11).
+            tracing::info!(version, ms = started.elapsed().as_millis() as u64, read_ms, warm_ms, "serving snapshot");
         }
         Ok(self.version())
     }
