@@ -155,9 +155,6 @@ fn malformed(line: u64, e: &csv::Error) -> UploadError {
 /// Most refused records listed in a refusal.
 const MAX_PROBLEMS: usize = 100;
 
-/// How long an upload waits for its rows to be committed before answering.
-const COMMIT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
-
 /// A statement file checked in full: the events that land its rows (one
 /// `statement_line.upserted` each), how many records it had, the statement
 /// ids it names.
@@ -176,6 +173,16 @@ pub struct Refused {
     pub reason: &'static str,
     pub message: String,
     pub problems: Vec<Value>,
+}
+
+/// A statement file's text: it must be UTF-8 (both upload doors check this
+/// first, before the carrier).
+pub fn utf8(bytes: Vec<u8>) -> Result<String, Refused> {
+    String::from_utf8(bytes).map_err(|_| Refused {
+        reason: "not_utf8",
+        message: "the file must be UTF-8 CSV".into(),
+        problems: Vec::new(),
+    })
 }
 
 /// The events of a statement file for `tenant` and `carrier`, every record
@@ -268,7 +275,7 @@ pub async fn land(
         return Err(LandError::Refused(format!("{first:?}")));
     }
     let committed = match accepted.sequence {
-        Some(seq) => tokio::time::timeout(COMMIT_WAIT, stream.wait_committed(seq)).await.is_ok(),
+        Some(seq) => stream.committed_within(seq).await,
         None => true,
     };
     Ok(Landed {

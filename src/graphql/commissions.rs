@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_graphql::{
     Context, Enum, ErrorExtensions, ID, InputObject, InputValueError, InputValueResult, Object, Result, Scalar,
@@ -39,8 +38,6 @@ use crate::pipelines::stream::Stream;
 pub const MAX_BULK: usize = 5_000;
 /// Most commission ids of one `markCommissionsPaid`.
 pub const MAX_MARK: usize = 5_000;
-/// How long a mutation that lands contract rows waits for them to be committed.
-const COMMIT_WAIT: Duration = Duration::from_secs(10);
 
 /// What the commission mutations write with: the lake, and the streaming
 /// writer for contract rows (absent when a pinned version is served).
@@ -727,7 +724,7 @@ async fn land(ctx: &Context<'_>, noun: &str, rows: Vec<serde_json::Value>, actor
         return Err(bad_input(r.reason.clone().unwrap_or_else(|| "the row breaks the data contract".into())));
     }
     let Some(seq) = accepted.sequence else { return Ok(true) };
-    Ok(tokio::time::timeout(COMMIT_WAIT, stream.wait_committed(seq)).await.is_ok())
+    Ok(stream.committed_within(seq).await)
 }
 
 /// Append one change to the log.
@@ -1394,6 +1391,7 @@ impl CommissionsMutation {
             return Err(bad_input("carrierId is required"));
         }
         let content = file.value(ctx).map_err(|e| bad_input(format!("file: {e}")))?.content;
+        let text = upload::utf8(Vec::from(content)).map_err(refused)?;
         let v = view(ctx);
         if v.directory().await.map_err(internal)?.carrier(&carrier).is_none() {
             return Err(not_found(format!("no carrier {carrier}")));
@@ -1401,17 +1399,10 @@ impl CommissionsMutation {
         let mapping = store::mappings(&v.session).await.map_err(internal)?.get(&carrier).map(|(m, _)| m.clone());
         let mapped = mapping.is_some();
         let tenant = principal.tenant_id.clone();
-        // Reading, parsing and checking a large file is blocking and CPU work.
+        // Parsing and checking a large file is CPU work: off the async threads.
         let t = tenant.clone();
         let checked = tokio::task::spawn_blocking(move || {
-            let Ok(text) = std::str::from_utf8(&content) else {
-                return Err(upload::Refused {
-                    reason: "not_utf8",
-                    message: "the file must be UTF-8 CSV".into(),
-                    problems: Vec::new(),
-                });
-            };
-            upload::statement_events(text, &mapping.unwrap_or_default(), &t, &carrier)
+            upload::statement_events(&text, &mapping.unwrap_or_default(), &t, &carrier)
         })
         .await
         .map_err(internal)?

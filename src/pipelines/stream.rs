@@ -124,6 +124,10 @@ impl RecentIds {
     }
 }
 
+/// How long a door waits for its events to be committed (normally about a
+/// second) before it answers without them.
+pub const COMMIT_WAIT: Duration = Duration::from_secs(10);
+
 /// Log bytes one micro-batch takes at most (but at least one segment):
 /// under load a commit then takes a bounded time and memory, and the
 /// backlog is worked off by consecutive commits.
@@ -310,6 +314,13 @@ impl Stream {
     pub async fn wait_committed(&self, seq: u64) {
         let mut rx = self.committed.subscribe();
         let _ = rx.wait_for(|c| *c >= seq).await;
+    }
+
+    /// Whether a lake version contains log sequence `seq` within
+    /// [`COMMIT_WAIT`]: for a door that answers once its events are
+    /// committed, and otherwise says they are durable but not yet visible.
+    pub async fn committed_within(&self, seq: u64) -> bool {
+        tokio::time::timeout(COMMIT_WAIT, self.wait_committed(seq)).await.is_ok()
     }
 
     /// Commit micro-batches until the task is dropped: at once when events

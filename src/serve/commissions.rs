@@ -124,6 +124,11 @@ pub async fn upload(
     response
 }
 
+/// A refused file as 400 `BAD_INPUT` with its `reason` and `problems`.
+fn refused(r: upload::Refused) -> ApiError {
+    ApiError::bad_input_because(r.reason, r.message, json!({"problems": r.problems}))
+}
+
 async fn upload_statement(
     state: &AppState,
     headers: &HeaderMap,
@@ -133,8 +138,7 @@ async fn upload_statement(
     let (principal, stream, bytes) = super::ingest::admit_with(state, headers, COMMISSIONS_WRITE, body).await?;
     let carrier = carrier.map(|c| c.trim().to_string()).filter(|c| !c.is_empty());
     let carrier = carrier.ok_or_else(|| ApiError::bad_input("carrierId is required"))?;
-    let text = String::from_utf8(Vec::from(bytes))
-        .map_err(|_| ApiError::bad_input_because("not_utf8", "the file must be UTF-8 CSV", json!({})))?;
+    let text = upload::utf8(Vec::from(bytes)).map_err(refused)?;
     let tenant = principal.tenant_id.clone();
     let view = match state.view(&tenant).await.map_err(ApiError::internal)? {
         Some((view, _)) => view,
@@ -161,7 +165,7 @@ async fn upload_statement(
     })
     .await
     .map_err(ApiError::internal)?
-    .map_err(|r| ApiError::bad_input_because(r.reason, r.message, json!({"problems": r.problems})))?;
+    .map_err(refused)?;
     let landed = upload::land(&stream, &tenant, checked, mapped).await.map_err(|e| match e {
         upload::LandError::Log(e) => super::ingest::log_failed(e),
         e @ upload::LandError::Refused(_) => ApiError::internal(e),

@@ -87,10 +87,10 @@ impl HotQueries {
     /// Take every query asked within [`HOT_WITHIN`], most recent first, and
     /// forget the rest; the caller remembers under their new keys those it
     /// answers again.
-    pub fn take_recent(&self) -> Vec<(u128, HotQuery)> {
-        let mut hot = std::mem::take(&mut *self.inner.lock().expect("hot lock"));
-        let mut recent: Vec<(u128, HotQuery)> = hot.drain().filter(|(_, q)| q.used.elapsed() <= HOT_WITHIN).collect();
-        recent.sort_by_key(|(_, q)| std::cmp::Reverse(q.used));
+    pub fn take_recent(&self) -> Vec<HotQuery> {
+        let hot = std::mem::take(&mut *self.inner.lock().expect("hot lock"));
+        let mut recent: Vec<HotQuery> = hot.into_values().filter(|q| q.used.elapsed() <= HOT_WITHIN).collect();
+        recent.sort_by_key(|q| std::cmp::Reverse(q.used));
         recent
     }
 
@@ -126,8 +126,8 @@ mod tests {
         hot.remember(2, query("{ b }"));
         std::thread::sleep(Duration::from_millis(2));
         hot.remember(3, query("{ c }"));
-        let taken: Vec<(u128, String)> = hot.take_recent().into_iter().map(|(k, q)| (k, q.query)).collect();
-        assert_eq!(taken, vec![(3, "{ c }".to_string()), (2, "{ b }".to_string())]);
+        let taken: Vec<String> = hot.take_recent().into_iter().map(|q| q.query).collect();
+        assert_eq!(taken, vec!["{ c }".to_string(), "{ b }".to_string()]);
         assert!(hot.is_empty());
     }
 
@@ -135,14 +135,14 @@ mod tests {
     fn the_least_recently_asked_query_goes_first_when_full() {
         let hot = HotQueries::default();
         for k in 0..MAX_HOT as u128 {
-            hot.remember(k, query("{ a }"));
+            hot.remember(k, query(&format!("{{ a{k} }}")));
         }
         std::thread::sleep(Duration::from_millis(2));
         hot.touch(0);
         hot.remember(10_000, query("{ b }"));
         assert_eq!(hot.len(), MAX_HOT);
-        let keys: std::collections::HashSet<u128> = hot.take_recent().into_iter().map(|(k, _)| k).collect();
-        assert!(keys.contains(&0) && keys.contains(&10_000));
-        assert!(!keys.contains(&1), "the oldest untouched entry was evicted");
+        let texts: std::collections::HashSet<String> = hot.take_recent().into_iter().map(|q| q.query).collect();
+        assert!(texts.contains("{ a0 }") && texts.contains("{ b }"));
+        assert!(!texts.contains("{ a1 }"), "the oldest untouched entry was evicted");
     }
 }

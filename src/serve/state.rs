@@ -55,7 +55,8 @@ impl Current {
 
 /// Responses of successful queries, keyed by (snapshot, tenant, the
 /// query's canonical text, operation, variables); bounded in entries and
-/// bytes, least recently used out first; cleared when the snapshot changes.
+/// bytes, least recently used out first; when the snapshot changes, emptied
+/// but for the new version's answers computed ahead (`hot.rs`).
 pub struct ResultCache {
     inner: Mutex<CacheInner>,
     max_entries: usize,
@@ -310,7 +311,7 @@ impl AppState {
     async fn answer_ahead(&self, next: &Current) -> Vec<(u128, bytes::Bytes)> {
         let started = std::time::Instant::now();
         let mut answers = Vec::new();
-        for (_, q) in self.hot.take_recent() {
+        for q in self.hot.take_recent() {
             if started.elapsed() > hot::BUDGET {
                 break;
             }

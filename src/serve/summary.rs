@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::Json;
 use axum::body::Body;
@@ -32,10 +32,6 @@ use crate::pipelines::events::EventChecker;
 use crate::pipelines::summary::{self as mapping, Plan, RowCounts, Stored};
 use crate::query::summary::month_summary;
 use crate::query::view::{SessionLimits, TenantView};
-
-/// How long an import waits for the events logged before it to be
-/// committed (about a second normally) before it answers 503.
-const COMMIT_WAIT: Duration = Duration::from_secs(10);
 
 /// Stable `reason`s of the export's refusals.
 pub const INVALID_MONTH: &str = codes::INVALID_MONTH;
@@ -113,7 +109,7 @@ async fn import_summary(state: &AppState, headers: &HeaderMap, body: Body) -> Re
     // Everything logged so far is in the lake before it is read: the rows
     // of an earlier import of this month must be seen to be withdrawn.
     let logged = stream.logged();
-    if tokio::time::timeout(COMMIT_WAIT, stream.wait_committed(logged)).await.is_err() {
+    if !stream.committed_within(logged).await {
         return Err(ingest::busy("earlier events are still being committed: retry shortly"));
     }
     let (lake, limits, month, t) = (state.lake.clone(), state.settings.session_limits(), summary.month, tenant.clone());
