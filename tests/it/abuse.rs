@@ -241,11 +241,16 @@ async fn polled_queries_are_answered_ahead_of_a_new_version() {
     let (hits, misses) = scrape_cache(&app).await;
     assert_eq!(gross(&app.t1(q).await), json!("100.00")); // 96.00 + 4.00
     assert_eq!(scrape_cache(&app).await, (hits + 1.0, misses), "the new answer was waiting");
+    // The answer computed ahead is t1's: t2 asking the same text gets its own
+    // (it has no agency G2), computed for it.
+    let (_, _, t2) = app.post(Auth::Bearer(TestApp::token("t2", &["analytics:read"])), q, json!({})).await;
+    assert_eq!(t2, json!({"data": {"agency": null}}));
+    assert_eq!(scrape_cache(&app).await, (hits + 1.0, misses + 1.0));
     // Not asked before the publish: computed on request.
     let other =
         r#"{ agency(id: "G1") { performance(range: {from: "2024-01-01", to: "2025-01-01"}) { grossCommission } } }"#;
     app.t1(other).await;
-    assert_eq!(scrape_cache(&app).await, (hits + 1.0, misses + 1.0));
+    assert_eq!(scrape_cache(&app).await, (hits + 1.0, misses + 2.0));
 }
 
 /// (cache hits, cache misses) from `/metrics`.
