@@ -237,7 +237,7 @@ async def soak(url, key, dash_key, pid, seconds, rate, policy):
 
         async def sample():
             while time.monotonic() < until:
-                rss.append((time.monotonic(), rss_kib(pid)))
+                rss.append((time.monotonic(), rss_kib(pid), await memory_parts(s, url)))
                 await asyncio.sleep(5)
 
         async def dash():
@@ -249,6 +249,22 @@ async def soak(url, key, dash_key, pid, seconds, rate, policy):
             prober(s, url, headers, until, latencies), sample(), sender(), dash())
         took = time.monotonic() - started
     return counts, latencies, took, rss, dash_lat, dash_errors
+
+
+async def memory_parts(session, url):
+    """The server's own account of its memory (/metrics: cip_memory_bytes
+    by part), in bytes; empty if it cannot be read."""
+    try:
+        async with session.get(f"{url}/metrics") as r:
+            text = await r.text()
+    except aiohttp.ClientError:
+        return {}
+    parts = {}
+    for line in text.splitlines():
+        if line.startswith('cip_memory_bytes{part="'):
+            name, value = line[len('cip_memory_bytes{part="'):].split('"} ')
+            parts[name] = int(value)
+    return parts
 
 
 def pct(xs, p):
@@ -303,16 +319,22 @@ def main():
             soak(a.url, a.key, a.dash_key or a.key, a.pid, a.soak_seconds, a.soak_rate, book_policy(a.landing, a.tenant)))
         t0 = samples[0][0]
         minutes = collections.defaultdict(int)
-        for t, kib in samples:
+        # The memory parts of the sample that set each minute's maximum.
+        parts_at = {}
+        for t, kib, parts in samples:
             minute = int((t - t0) // 60)
-            minutes[minute] = max(minutes[minute], kib)
+            if kib >= minutes[minute]:
+                minutes[minute], parts_at[minute] = kib, parts
         by_minute = [round(minutes[m] / 1024) for m in sorted(minutes)]
-        half = [kib for t, kib in samples if t - t0 >= (samples[-1][0] - t0) / 2]
+        mib = lambda b: round(b / 2**20)
+        parts_by_minute = {name: [mib(parts_at[m].get(name, 0)) for m in sorted(minutes)]
+                           for name in sorted({n for p in parts_at.values() for n in p})}
+        half = [kib for t, kib, _ in samples if t - t0 >= (samples[-1][0] - t0) / 2]
         report["soak"] = {
             "seconds": round(took), "events_per_s": round(counts["accepted"] / took),
             "refused": {k: v for k, v in counts.items() if k != "accepted"},
             "visible_p50_ms": round(pct(lat_s, 0.5) * 1000), "visible_p99_ms": round(pct(lat_s, 0.99) * 1000),
-            "probes": len(lat_s), "rss_max_mib_by_minute": by_minute,
+            "probes": len(lat_s), "rss_max_mib_by_minute": by_minute, "memory_parts_mib_by_minute": parts_by_minute,
             "second_half_rss_mib": {"min": round(min(half) / 1024), "max": round(max(half) / 1024)},
             "dashboard": {k: {"p50_ms": round(pct(v, 0.5) * 1000, 1), "p99_ms": round(pct(v, 0.99) * 1000, 1),
                               "queries": len(v), "errors": dash_errors[k]} for k, v in dash_lat.items()},
@@ -325,6 +347,10 @@ def main():
                                               for k, d in r["dashboard"].items()))
         print(f"soak    server RSS, max per minute (MiB): {by_minute}; second half between "
               f"{r['second_half_rss_mib']['min']} and {r['second_half_rss_mib']['max']} MiB")
+        # What the server says holds it (at each minute's maximum): the
+        # bounded caches filling up, against the allocator's own totals.
+        for name, values in parts_by_minute.items():
+            print(f"soak    {name:24s} (MiB): {values}")
     report["rss_mib"] = {"first": round(rss[0] / 1024), "max": round(max(rss) / 1024), "last": round(rss[-1] / 1024)}
     print(f"server RSS over the load phases: first {report['rss_mib']['first']} MiB, max {report['rss_mib']['max']} MiB, "
           f"last {report['rss_mib']['last']} MiB")

@@ -52,8 +52,9 @@ pub enum Command {
     },
     /// Serve the GraphQL analytics API over the lake.
     Serve {
+        // Boxed: the settings are by far the largest variant.
         #[command(flatten)]
-        settings: ServeSettings,
+        settings: Box<ServeSettings>,
     },
     /// Exit 0 when the server at `addr` answers `GET /health` with 200
     /// (a container health check; needs no shell or curl).
@@ -333,7 +334,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let (key, _) = keys::create(&lake_loc, &tenant, scopes, "demo").await?;
             serve(ServeSettings::production(&lake.url, &addr)?, Some((tenant, key))).await
         }
-        Command::Serve { settings } => serve(settings, None).await,
+        Command::Serve { settings } => serve(*settings, None).await,
         Command::Health { addr } => health(&addr).await,
         Command::Lake { action, lake } => lake_command(action, &lake).await,
         Command::Schema => {

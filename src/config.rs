@@ -131,6 +131,17 @@ pub struct ServeSettings {
     /// starts early once 1 MiB of events waits (0: no pace).
     #[arg(long, env = "CIP_STREAM_PACE_MS", default_value_t = 250)]
     pub stream_pace_ms: u64,
+    /// Seconds a server's lease on the lake's event stream lasts unless
+    /// renewed (every third of it). One server at a time takes events for
+    /// a lake; others serve queries and take over once the holder stops
+    /// (at once when it stops cleanly, else after this long).
+    #[arg(long, env = "CIP_STREAM_LEASE_SECS", default_value_t = 30)]
+    pub stream_lease_secs: u64,
+    /// This server's name in the stream lease (default: host name and
+    /// port). A server restarted under the same name takes its lease back
+    /// at once; give each server of a lake its own.
+    #[arg(long, env = "CIP_NODE_ID")]
+    pub node_id: Option<String>,
 }
 
 /// `ServeSettings` as `cip serve` parses them, for callers without a command line.
@@ -177,6 +188,8 @@ impl ServeSettings {
             optimize_every_secs: 30,
             optimize_min_files: 32,
             stream_pace_ms: 250,
+            stream_lease_secs: 30,
+            node_id: None,
         }
     }
 
@@ -189,6 +202,7 @@ impl ServeSettings {
         anyhow::ensure!(self.cache_entries >= 1, "the result cache needs at least one entry");
         anyhow::ensure!(self.max_body_bytes >= 1024, "max body bytes: at least 1024");
         anyhow::ensure!(self.query_timeout_ms > 0, "query timeout must be positive");
+        anyhow::ensure!(self.stream_lease_secs >= 3, "the stream lease: at least 3 seconds");
         self.as_of_time()?;
         Ok(())
     }

@@ -689,10 +689,23 @@ fn writer<'a>(ctx: &Context<'a>) -> Result<&'a CommissionWriter> {
 }
 
 fn stream<'a>(ctx: &Context<'a>) -> Result<&'a Arc<Stream>> {
-    writer(ctx)?
-        .stream
-        .as_ref()
-        .ok_or_else(|| error(Code::NotReady, "this server serves a pinned lake version: read-only"))
+    writer(ctx)?.stream.as_ref().ok_or_else(|| {
+        error(
+            Code::NotReady,
+            "this server takes no writes now (a pinned version, or another server takes the lake's events): retry",
+        )
+    })
+}
+
+/// The log refused a write: the lease moved to another server (retry), or
+/// the log could not be written (internal).
+fn stream_failed(e: crate::pipelines::stream::StreamError) -> async_graphql::Error {
+    match e {
+        crate::pipelines::stream::StreamError::NotHolder => {
+            error(Code::NotReady, "another server takes this lake's writes now: retry")
+        }
+        e => internal(e),
+    }
 }
 
 fn check_note(note: &Option<String>) -> Result<()> {
@@ -719,7 +732,7 @@ async fn land(ctx: &Context<'_>, noun: &str, rows: Vec<serde_json::Value>, actor
             .to_string()
         })
         .collect();
-    let accepted = stream.accept(tenant, &events.join("\n")).await.map_err(internal)?;
+    let accepted = stream.accept(tenant, &events.join("\n")).await.map_err(stream_failed)?;
     if let Some(r) = accepted.results.iter().find(|r| r.status == "rejected") {
         return Err(bad_input(r.reason.clone().unwrap_or_else(|| "the row breaks the data contract".into())));
     }
@@ -1407,7 +1420,10 @@ impl CommissionsMutation {
         .await
         .map_err(internal)?
         .map_err(refused)?;
-        let landed = upload::land(stream, &tenant, checked, mapped).await.map_err(internal)?;
+        let landed = upload::land(stream, &tenant, checked, mapped).await.map_err(|e| match e {
+            upload::LandError::Log(e) => stream_failed(e),
+            e => internal(e),
+        })?;
         Ok(StatementUpload {
             lines: landed.lines as u64,
             statements: landed.statements,

@@ -9,10 +9,12 @@
 //! _rejects/<run_id>/<file>.parquet                       rejected records of a run
 //! _runs/<run_id>.json                                    run reports
 //! _stream/wal/<seq:020>.ndjson                           streaming events not yet in a lake version
+//! _stream/lease/<epoch:020>.json                         which server takes events (lease.rs)
 //! ```
 
 pub mod catalog;
 pub mod delta;
+pub mod lease;
 pub mod maintenance;
 pub mod parquet_io;
 pub mod snapshot;

@@ -15,7 +15,7 @@
 //! writer holds no per-key state of its own, and a restart loses none).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -84,6 +84,11 @@ pub enum StreamError {
     Ingest(#[from] IngestError),
     #[error(transparent)]
     Snapshot(#[from] snapshot::SnapshotError),
+    /// This server's lease on the lake's stream ended (another server took
+    /// it, or it could not be renewed in time): nothing is logged or
+    /// committed here any more.
+    #[error("this server no longer holds the lake's stream lease")]
+    NotHolder,
 }
 
 /// Bounded memory of recently accepted event ids, per tenant: a 128-bit
@@ -142,7 +147,8 @@ const PACE_BYTES: u64 = 1 << 20;
 #[derive(Default)]
 struct Group {
     body: String,
-    waiting: Vec<tokio::sync::oneshot::Sender<Result<u64, String>>>,
+    /// The sequence number, or why not (`None`: the lease ended).
+    waiting: Vec<tokio::sync::oneshot::Sender<Result<u64, Option<String>>>>,
 }
 
 /// The streaming pipeline of one lake.
@@ -161,6 +167,9 @@ pub struct Stream {
     cache: Arc<WriterCache>,
     /// Micro-batches re-based because another writer published first.
     rebases: AtomicU64,
+    /// Unix milliseconds until which this process may log and commit (the
+    /// server's lease, `lake::lease`); unbounded for a stream opened alone.
+    held_until_ms: AtomicI64,
 }
 
 impl Stream {
@@ -183,7 +192,25 @@ impl Stream {
             flushing: tokio::sync::Mutex::new(()),
             cache: Arc::new(WriterCache::default()),
             rebases: AtomicU64::new(0),
+            held_until_ms: AtomicI64::new(i64::MAX),
         }))
+    }
+
+    /// Log and commit only until `ms` (Unix milliseconds): the server moves
+    /// it on with each renewal of its lease, and to 0 when the lease is lost.
+    pub fn hold_until(&self, ms: i64) {
+        self.held_until_ms.store(ms, Ordering::SeqCst);
+    }
+
+    /// Whether this process may still log and commit.
+    pub fn held(&self) -> bool {
+        crate::lake::lease::now_ms() < self.held_until_ms.load(Ordering::SeqCst)
+    }
+
+    /// Event ids remembered to answer re-sent events `duplicate`, and
+    /// their bound.
+    pub fn recent_ids(&self) -> (usize, usize) {
+        (self.recent.lock().expect("recent ids").order.len(), RECENT_IDS)
     }
 
     /// The highest log sequence a lake version contains.
@@ -301,13 +328,21 @@ impl Stream {
             let _flushing = this.flushing.lock().await;
             let group = std::mem::take(&mut *this.group.lock().expect("log group"));
             if !group.waiting.is_empty() {
-                let result = this.wal.append(Bytes::from(group.body)).await.map_err(|e| e.to_string());
+                let result = if this.held() {
+                    this.wal.append(Bytes::from(group.body)).await.map_err(|e| Some(e.to_string()))
+                } else {
+                    Err(None)
+                };
                 for w in group.waiting {
                     let _ = w.send(result.clone());
                 }
             }
         });
-        rx.await.map_err(|_| StreamError::LogWrite("the log writer went away".into()))?.map_err(StreamError::LogWrite)
+        match rx.await.map_err(|_| StreamError::LogWrite("the log writer went away".into()))? {
+            Ok(seq) => Ok(seq),
+            Err(Some(e)) => Err(StreamError::LogWrite(e)),
+            Err(None) => Err(StreamError::NotHolder),
+        }
     }
 
     /// Wait until a lake version contains log sequence `seq`.
@@ -323,7 +358,7 @@ impl Stream {
         tokio::time::timeout(COMMIT_WAIT, self.wait_committed(seq)).await.is_ok()
     }
 
-    /// Commit micro-batches until the task is dropped: at once when events
+    /// Commit micro-batches until the task is dropped or the lease ends: at once when events
     /// arrive and the previous commit is done, so under load a batch holds
     /// everything that arrived during the last commit. `on_commit` is told
     /// each version published.
@@ -355,6 +390,11 @@ impl Stream {
         // commit path (whichever commits second re-bases), one at a time.
         let mut compaction: Option<tokio::task::JoinHandle<_>> = None;
         loop {
+            if !self.held() {
+                // Another server takes the events now; it replays the log.
+                tracing::warn!("the stream lease ended: this server's writer stops");
+                return;
+            }
             if compaction.as_ref().is_some_and(|c| c.is_finished()) {
                 match compaction.take().expect("checked").await {
                     Ok(Ok(Some(version))) => on_commit(version),
@@ -529,6 +569,9 @@ impl Stream {
     /// move the log's committed position to its end.
     async fn publish(&self, batch: Prepared) -> Result<Option<u64>, StreamError> {
         let Prepared { through, staged, opts } = batch;
+        if !self.held() {
+            return Err(StreamError::NotHolder);
+        }
         let started = std::time::Instant::now();
         let report = match staged {
             Some(run) => {

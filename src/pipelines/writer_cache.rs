@@ -132,6 +132,17 @@ impl WriterCache {
         }
     }
 
+    /// Bytes held now: (stored keys of files, key indexes), each bounded
+    /// (by [`KEY_BYTES`] and [`INDEX_BYTES`]).
+    pub fn bytes(&self) -> (u64, u64) {
+        let keys = self.keys.lock().expect("key cache").bytes;
+        let indexes = self.indexes.lock().expect("key indexes").1;
+        (keys, indexes)
+    }
+
+    /// The bounds of [`WriterCache::bytes`].
+    pub const BOUNDS: (u64, u64) = (KEY_BYTES, INDEX_BYTES);
+
     pub fn record_update(&self) {
         self.updates.fetch_add(1, Ordering::Relaxed);
     }

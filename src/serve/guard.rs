@@ -152,7 +152,7 @@ impl Admitted {
         data.insert(state.models());
         data.insert(crate::graphql::commissions::CommissionWriter {
             lake: state.lake.clone(),
-            stream: state.stream.get().cloned(),
+            stream: state.stream(),
             max_backlog: (state.settings.max_stream_backlog, state.settings.max_stream_backlog_bytes),
         });
         data

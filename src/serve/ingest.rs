@@ -95,9 +95,8 @@ pub(super) async fn admit_with(
     body: Body,
 ) -> Result<(Principal, Arc<Stream>, Bytes), ApiError> {
     let principal = guard::authorize(state, headers, permission, &state.ingest_limiter)?;
-    let Some(stream) = state.stream.get() else {
-        let msg = "this server serves a pinned lake version and takes no events";
-        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, Code::NotReady, msg));
+    let Some(stream) = state.stream() else {
+        return Err(not_holder(state));
     };
     let body = request::read_body(headers, body, state.settings.max_ingest_bytes).await?;
     if stream.backlog() >= state.settings.max_stream_backlog
@@ -105,7 +104,7 @@ pub(super) async fn admit_with(
     {
         return Err(busy("ingest backlog full: retry shortly"));
     }
-    Ok((principal, stream.clone(), body))
+    Ok((principal, stream, body))
 }
 
 /// An ingest body as UTF-8 text.
@@ -118,9 +117,28 @@ pub(super) fn busy(message: &str) -> ApiError {
     ApiError { retry_after: Some(1), ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, Code::RateLimited, message) }
 }
 
+/// 503 for a server that takes no events: it serves a pinned version (for
+/// good), or another server holds the lake's stream lease (`Retry-After`:
+/// a client retrying finds this server again after a take-over).
+fn not_holder(state: &AppState) -> ApiError {
+    if state.settings.as_of_version.is_some() || state.settings.as_of.is_some() {
+        let msg = "this server serves a pinned lake version and takes no events";
+        return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, Code::NotReady, msg);
+    }
+    let msg = "another server takes this lake's events now: send them there, or retry";
+    ApiError { retry_after: Some(1), ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, Code::NotReady, msg) }
+}
+
 /// The log could not be written: nothing of the request was acknowledged,
 /// so the client retries.
 pub(super) fn log_failed(e: StreamError) -> ApiError {
+    if let StreamError::NotHolder = e {
+        let msg = "this server's turn to take the lake's events ended: retry";
+        return ApiError {
+            retry_after: Some(1),
+            ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, Code::NotReady, msg)
+        };
+    }
     let e = ApiError::internal(format!("writing the event log: {e}"));
     ApiError { status: StatusCode::SERVICE_UNAVAILABLE, retry_after: Some(1), ..e }
 }

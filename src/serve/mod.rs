@@ -8,12 +8,14 @@ pub mod guard;
 pub mod hot;
 pub mod ingest;
 pub mod limits;
+mod memory;
 pub mod reports;
 pub mod request;
 pub mod routes;
 pub mod state;
 pub mod stats;
 pub mod summary;
+mod writer;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -30,6 +32,7 @@ use crate::config::ServeSettings;
 pub struct Application {
     listener: TcpListener,
     state: Arc<AppState>,
+    writer: Option<writer::Writer>,
 }
 
 impl Application {
@@ -41,13 +44,15 @@ impl Application {
         if let Err(e) = state.refresh().await {
             tracing::warn!(error = %e, "no snapshot loaded at start; will keep polling");
         }
-        // A pinned version is read-only (audits): no streaming writer.
-        if state.settings.as_of_version.is_none() && state.settings.as_of.is_none() {
-            let stream = crate::pipelines::stream::Stream::open(state.lake.clone()).await?;
-            let _ = state.stream.set(stream);
-        }
         let listener = TcpListener::bind(&state.settings.addr).await?;
-        Ok(Application { listener, state })
+        // A pinned version is read-only (audits): no streaming writer.
+        let writer = if state.settings.as_of_version.is_none() && state.settings.as_of.is_none() {
+            let port = listener.local_addr()?.port();
+            Some(writer::Writer::start(&state, writer::holder_name(&state, port)).await?)
+        } else {
+            None
+        };
+        Ok(Application { listener, state, writer })
     }
 
     pub fn port(&self) -> u16 {
@@ -94,40 +99,17 @@ impl Application {
                 }
             }
         });
-        // The streaming writer commits micro-batches (a replay of the log
-        // first) and has each new version served at once.
-        // It runs on a thread of its own that drives the runtime's handle:
-        // the batch pipeline's future is not `Send` for every lifetime the
-        // compiler asks of a spawned task (a known limit of async closures).
-        let (stop_writer, stopped) = tokio::sync::oneshot::channel::<()>();
-        if let Some(stream) = self.state.stream.get().cloned() {
-            let state = self.state.clone();
-            let handle = tokio::runtime::Handle::current();
-            let settings = &self.state.settings;
-            let maintain = (settings.optimize_every_secs > 0)
-                .then(|| (std::time::Duration::from_secs(settings.optimize_every_secs), settings.optimize_min_files));
-            let pace = Duration::from_millis(settings.stream_pace_ms);
-            let on_commit = move |_version: u64| {
-                let state = state.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = state.refresh().await {
-                        tracing::warn!(error = %e, "snapshot refresh after a streaming commit failed");
-                    }
-                });
-            };
-            std::thread::Builder::new().name("cip-stream".into()).spawn(move || {
-                handle.block_on(async move {
-                    tokio::select! {
-                        () = stream.run(on_commit, maintain, pace) => {}
-                        _ = stopped => {}
-                    }
-                })
-            })?;
-        }
+        // The streaming writer, while this server holds the lake's lease.
+        let (stop_writer, stopped) = tokio::sync::watch::channel(false);
+        let writer = self.writer.map(|w| tokio::spawn(w.run(self.state.clone(), stopped)));
         let app = Self::router(self.state.clone());
         let result = axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await;
         poller.abort();
-        let _ = stop_writer.send(());
+        let _ = stop_writer.send(true);
+        if let Some(w) = writer {
+            // It releases the lease: another server takes over at once.
+            let _ = tokio::time::timeout(Duration::from_secs(10), w).await;
+        }
         result
     }
 }

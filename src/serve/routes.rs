@@ -33,9 +33,12 @@ pub async fn health() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
+/// `GET /ready`: the version served, and whether this server takes the
+/// lake's events now (it holds the stream lease) or only serves queries.
 pub async fn ready(State(state): State<Arc<AppState>>) -> Response {
+    let events = state.stream().is_some();
     match state.version() {
-        Some(v) => Json(json!({ "status": "ready", "snapshot": v })).into_response(),
+        Some(v) => Json(json!({ "status": "ready", "snapshot": v, "events": events })).into_response(),
         None => {
             (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "not_ready", "snapshot": null }))).into_response()
         }
@@ -43,7 +46,8 @@ pub async fn ready(State(state): State<Arc<AppState>>) -> Response {
 }
 
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.stats.render()).into_response()
+    let body = state.stats.render() + &super::memory::render(&state);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
 /// `POST /graphql`: one operation per request, its body read up to the

@@ -165,8 +165,10 @@ pub struct AppState {
     pub ingest_limiter: RateLimiter,
     /// Summary imports of a tenant run one at a time.
     pub summary_locks: super::summary::TenantLocks,
-    /// The streaming pipeline; `None` when serving a pinned version.
-    pub stream: std::sync::OnceLock<Arc<Stream>>,
+    /// The streaming pipeline while this server holds the lake's stream
+    /// lease (`writer.rs`); `None` when serving a pinned version or while
+    /// another server takes the events.
+    stream: RwLock<Option<Arc<Stream>>>,
     pub slots: Arc<Semaphore>,
     /// Where admitted operations run (see `engine.rs`).
     pub engine: Engine,
@@ -195,7 +197,7 @@ impl AppState {
             limiter: RateLimiter::new(settings.rate_per_sec, settings.rate_burst),
             ingest_limiter: RateLimiter::new(settings.ingest_rate_per_sec, settings.ingest_rate_per_sec * 2.0),
             summary_locks: Default::default(),
-            stream: std::sync::OnceLock::new(),
+            stream: RwLock::new(None),
             slots: Arc::new(Semaphore::new(settings.max_concurrent_queries)),
             engine: Engine::new(settings.engine_threads())?,
             stats: Stats::default(),
@@ -334,6 +336,15 @@ impl AppState {
     }
 
     /// The registered models as of the served snapshot.
+    /// The streaming pipeline, if this server takes events now.
+    pub fn stream(&self) -> Option<Arc<Stream>> {
+        self.stream.read().expect("stream lock").clone()
+    }
+
+    pub(super) fn set_stream(&self, stream: Option<Arc<Stream>>) {
+        *self.stream.write().expect("stream lock") = stream;
+    }
+
     pub fn models(&self) -> Arc<ModelCatalog> {
         self.current.read().expect("snapshot lock").as_ref().map(|c| c.models.clone()).unwrap_or_default()
     }

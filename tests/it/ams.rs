@@ -61,7 +61,7 @@ fn june_query() -> String {
 
 /// Wait until the stream has committed `seq` and the served figures show it.
 async fn visible(app: &TestApp, seq: u64, done: impl Fn(&Value) -> bool) -> Value {
-    app.state.stream.get().unwrap().wait_committed(seq).await;
+    app.state.stream().unwrap().wait_committed(seq).await;
     let started = Instant::now();
     loop {
         let data = app.t1(&june_query()).await;
@@ -220,7 +220,7 @@ async fn the_ams_door_checks_source_credentials_scope_size_and_backlog() {
     assert!(big.len() > 2048);
     let (status, _, body) = post(&app, "ezlynx", Some(&writer), big).await;
     assert_eq!((status, code(&body)), (413, json!("TOO_LARGE")));
-    assert_eq!(app.state.stream.get().unwrap().backlog(), 0);
+    assert_eq!(app.state.stream().unwrap().backlog(), 0);
     // A body that is no payload list at all.
     let (status, _, body) = post(&app, "ezlynx", Some(&writer), "[{\"a\": 1},".to_string()).await;
     assert_eq!((status, code(&body)), (400, json!("BAD_INPUT")));

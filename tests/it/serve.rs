@@ -148,6 +148,16 @@ impl TestApp {
     }
 }
 
+impl TestApp {
+    /// Stop the server cleanly (in-flight requests finish, the stream lease
+    /// is given back); the lake stays for whoever else uses it.
+    pub fn stop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
 impl Drop for TestApp {
     fn drop(&mut self) {
         if let Some(tx) = self.stop.take() {
@@ -315,7 +325,7 @@ async fn credentials_permissions_and_limits_answer_with_codes() {
 async fn health_ready_metrics_and_graphiql() {
     let app = TestApp::spawn().await;
     assert_eq!(app.get("/health").await, (200, r#"{"status":"ok"}"#.to_string()));
-    assert_eq!(app.get("/ready").await, (200, r#"{"snapshot":1,"status":"ready"}"#.to_string()));
+    assert_eq!(app.get("/ready").await, (200, r#"{"events":true,"snapshot":1,"status":"ready"}"#.to_string()));
     let (status, page) = app.get("/graphql").await;
     assert_eq!(status, 200);
     assert!(page.contains("graphiql"), "{page}");
@@ -359,7 +369,7 @@ async fn a_newly_published_snapshot_is_served_without_restart() {
         }
     }
     assert_eq!(seen, "100.00"); // 96.00 + 4.00
-    assert_eq!(app.get("/ready").await.1, r#"{"snapshot":2,"status":"ready"}"#);
+    assert_eq!(app.get("/ready").await.1, r#"{"events":true,"snapshot":2,"status":"ready"}"#);
 }
 
 #[tokio::test]

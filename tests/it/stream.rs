@@ -11,7 +11,7 @@ use cip::lake::wal::STREAM_APP;
 use cip::pipelines::stream::Stream;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestLake, json_of};
+use crate::helpers::{JsonBody, TestLake, json_of};
 use crate::serve::{BOOK, TestApp};
 
 fn event(id: &str, kind: &str, at: &str, data: Value) -> String {
@@ -27,15 +27,21 @@ fn commission_c7(premium: &str, gross: &str, agent: &str, agency: &str) -> Value
 }
 
 async fn send(app: &TestApp, auth: &str, body: String) -> (u16, Value) {
+    send_to(&app.url, auth, body).await.1
+}
+
+/// POST events to the server at `url`: the status, `Retry-After` and body.
+async fn send_to(url: &str, auth: &str, body: String) -> (Option<String>, (u16, Value)) {
     let resp = reqwest::Client::new()
-        .post(format!("{}/ingest/events", app.url))
+        .post(format!("{url}/ingest/events"))
         .header("Authorization", format!("Bearer {auth}"))
         .header("Content-Type", "application/x-ndjson")
         .body(body)
         .send()
         .await
         .unwrap();
-    (resp.status().as_u16(), json_of(resp).await)
+    let retry = resp.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
+    (retry, (resp.status().as_u16(), json_of(resp).await))
 }
 
 const G1_JUNE_2025: &str = r#"{ agency(id: "G1") { kpis(asOf: "2025-06-30") { mtdCommission ytdCommission activePolicies } }
@@ -152,7 +158,7 @@ async fn acknowledged_events_are_queryable_once_with_the_latest_occurrence_winni
         event("e8", "agency.upserted", "2025-05-01T00:00:00Z", json!({ "agency_id": "G2", "name": "Stale" })),
     )
     .await;
-    let stream = app.state.stream.get().unwrap().clone();
+    let stream = app.state.stream().unwrap();
     stream.wait_committed(stale["sequence"].as_u64().unwrap()).await;
     assert_eq!(app.lake.latest().await.unwrap().version, version);
     assert_eq!(app.t1("{ agencies { name } }").await["agencies"][1]["name"], "South Agency West");
@@ -174,7 +180,7 @@ async fn the_ingest_door_checks_credentials_scope_and_size() {
     assert!(big.len() > 2048);
     let (status, body) = send(&app, &TestApp::token("t1", &["ingest:write"]), big).await;
     assert_eq!((status, body["errors"][0]["extensions"]["code"].clone()), (413, json!("TOO_LARGE")));
-    assert_eq!(app.state.stream.get().unwrap().backlog(), 0);
+    assert_eq!(app.state.stream().unwrap().backlog(), 0);
 }
 
 /// A crash after events were acknowledged and before their commit: a new
@@ -449,7 +455,7 @@ async fn micro_batches_keep_the_rollups_equal_to_a_full_build() {
 async fn land_and_serve(app: &TestApp, tenant: &str, body: String) -> u64 {
     let (status, out) = send(app, &TestApp::token(tenant, &["ingest:write"]), body).await;
     assert_eq!((status, out["rejected"].clone()), (200, json!(0)), "{out}");
-    let stream = app.state.stream.get().unwrap().clone();
+    let stream = app.state.stream().unwrap();
     stream.wait_committed(out["sequence"].as_u64().unwrap()).await;
     let version = app.lake.latest().await.unwrap().version;
     let started = Instant::now();
@@ -999,7 +1005,7 @@ async fn a_full_backlog_is_answered_503_after_the_body_is_read() {
     assert_eq!(status, "HTTP/1.1 503 Service Unavailable");
     assert!(answer.to_ascii_lowercase().contains("\r\nretry-after: 1\r\n"), "{answer}");
     assert!(answer.contains(r#""code":"RATE_LIMITED""#), "{answer}");
-    assert_eq!(app.state.stream.get().unwrap().logged(), 0, "nothing was logged");
+    assert_eq!(app.state.stream().unwrap().logged(), 0, "nothing was logged");
 }
 
 /// Upserts that land in files written by earlier micro-batches, before and
@@ -1053,4 +1059,118 @@ async fn upserts_find_rows_of_earlier_batches_through_the_key_index() {
         assert_eq!(cents, model.values().sum::<i64>(), "round {round}: the latest amounts");
     }
     assert_eq!(model.len(), 160);
+}
+
+/// Two servers on one lake: one takes the events (it holds the lake's
+/// stream lease), the other serves queries and answers the event door 503
+/// with `Retry-After`, and takes over at once when the first stops cleanly
+/// (long before the lease's 30 s would run out); what each acknowledged is
+/// in the lake exactly once.
+#[tokio::test]
+async fn one_server_takes_a_lakes_events_and_another_takes_over_when_it_stops() {
+    use cip::config::ServeSettings;
+    let mut first = TestApp::spawn().await;
+    assert!(first.state.stream().is_some());
+    // The second looks for a free lease every second (a third of its 3 s);
+    // the first's lease would last 30 s.
+    let settings = ServeSettings { stream_lease_secs: 3, ..ServeSettings::test_config(&first.lake.lake_url()) };
+    let second = cip::serve::Application::build(settings).await.unwrap();
+    let second_url = format!("http://127.0.0.1:{}", second.port());
+    let second_state = second.state();
+    let (stop_second, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(second.run_until_stopped(async move {
+        let _ = stopped.await;
+    }));
+    assert!(second_state.stream().is_none());
+    let ready = reqwest::get(format!("{second_url}/ready")).await.unwrap().text().await.unwrap();
+    assert_eq!(ready, r#"{"events":false,"snapshot":1,"status":"ready"}"#);
+
+    let token = TestApp::token("t1", &["ingest:write"]);
+    let k5 = event("e5", "carrier.upserted", "2025-06-10T12:00:00Z", json!({ "carrier_id": "K5", "name": "Five" }));
+    let k6 = event("e6", "carrier.upserted", "2025-06-10T12:00:00Z", json!({ "carrier_id": "K6", "name": "Six" }));
+    // The second refuses events while the first holds the lease ...
+    let (retry, (status, body)) = send_to(&second_url, &token, k6.clone()).await;
+    assert_eq!((status, retry.as_deref()), (503, Some("1")));
+    assert_eq!(body["errors"][0]["extensions"]["code"], "NOT_READY");
+    // ... and answers queries (a read replica).
+    let key = first.key_t1.clone();
+    let carriers = |url: String, key: String| async move {
+        let resp = reqwest::Client::new()
+            .post(format!("{url}/graphql"))
+            .header("X-API-Key", key)
+            .json_body(&json!({ "query": "{ carriers { id } }" }))
+            .send()
+            .await
+            .unwrap();
+        let body = json_of(resp).await;
+        body["data"]["carriers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["id"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(carriers(second_url.clone(), key.clone()).await, ["K1", "K2"]);
+
+    let (status, acked) = send(&first, &token, k5).await;
+    assert_eq!((status, acked["accepted"].clone()), (200, json!(1)));
+    first.state.stream().unwrap().wait_committed(acked["sequence"].as_u64().unwrap()).await;
+
+    // The first stops cleanly: the second takes the events at its next
+    // look (1 s), not after the first's lease would have expired (30 s).
+    let stopped_at = Instant::now();
+    first.stop();
+    while second_state.stream().is_none() {
+        assert!(stopped_at.elapsed() < Duration::from_secs(10), "the second server never took over");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(stopped_at.elapsed() < Duration::from_secs(5), "{:?}", stopped_at.elapsed());
+    let (_, (status, acked)) = send_to(&second_url, &token, k6).await;
+    assert_eq!((status, acked["accepted"].clone()), (200, json!(1)));
+    second_state.stream().unwrap().wait_committed(acked["sequence"].as_u64().unwrap()).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let seen = carriers(second_url.clone(), key.clone()).await;
+        if seen.len() == 4 || Instant::now() > deadline {
+            assert_eq!(seen, ["K1", "K2", "K5", "K6"]);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    const NEW: &str = "SELECT count(*) FROM carriers WHERE carrier_id IN ('K5', 'K6')";
+    assert_eq!(crate::helpers::count(&first.lake, "t1", NEW).await, 2);
+    let _ = stop_second.send(());
+}
+
+/// `/metrics` says what the long-lived caches hold next to their bounds:
+/// two accepted events are two remembered ids (48 bytes each), a repeat
+/// adds none, and the writer's caches hold the keys of what it committed.
+#[tokio::test]
+async fn metrics_account_for_the_writers_caches_against_their_bounds() {
+    let app = TestApp::spawn().await;
+    let token = TestApp::token("t1", &["ingest:write"]);
+    let body = [
+        event("m1", "carrier.upserted", "2025-06-10T12:00:00Z", json!({ "carrier_id": "K7", "name": "Seven" })),
+        event("m2", "carrier.upserted", "2025-06-10T12:00:00Z", json!({ "carrier_id": "K8", "name": "Eight" })),
+        event("m1", "carrier.upserted", "2025-06-10T12:00:00Z", json!({ "carrier_id": "K7", "name": "Seven" })),
+    ]
+    .join("\n");
+    let (status, acked) = send(&app, &token, body).await;
+    assert_eq!((status, acked["accepted"].clone(), acked["duplicates"].clone()), (200, json!(2), json!(1)));
+    app.state.stream().unwrap().wait_committed(acked["sequence"].as_u64().unwrap()).await;
+    let (_, text) = app.get("/metrics").await;
+    let gauge = |name: &str, part: &str| -> u64 {
+        let prefix = format!("{name}{{part=\"{part}\"}} ");
+        let line = text.lines().find(|l| l.starts_with(&prefix)).unwrap_or_else(|| panic!("no {prefix} in\n{text}"));
+        line[prefix.len()..].parse().unwrap()
+    };
+    assert_eq!(gauge("cip_memory_bytes", "stream_recent_event_ids"), 2 * 48);
+    assert_eq!(gauge("cip_memory_bound_bytes", "stream_recent_event_ids"), (1 << 20) * 48);
+    assert_eq!(gauge("cip_memory_bound_bytes", "stream_stored_keys"), 128 << 20);
+    assert_eq!(gauge("cip_memory_bound_bytes", "stream_key_indexes"), 512 << 20);
+    assert_eq!(gauge("cip_memory_bound_bytes", "result_cache"), 64 << 20);
+    let (keys, indexes) = app.state.stream().unwrap().cache().bytes();
+    assert!(keys > 0 && indexes > 0, "the commit kept the carriers' keys: {keys}, {indexes}");
+    assert_eq!(gauge("cip_memory_bytes", "stream_stored_keys"), keys);
+    assert_eq!(gauge("cip_memory_bytes", "result_cache"), app.state.cache.size().1 as u64);
 }

@@ -62,7 +62,7 @@ async fn import_visible(app: &TestApp, token: &str, body: &Value) -> Value {
     let (status, _, out) = import(app, token, &body.to_string()).await;
     assert_eq!(status, 200, "{out}");
     let seq = out["events"]["sequence"].as_u64().expect("events logged");
-    let stream = app.state.stream.get().expect("a streaming writer");
+    let stream = app.state.stream().expect("a streaming writer");
     tokio::time::timeout(Duration::from_secs(20), stream.wait_committed(seq)).await.expect("committed within 20 s");
     let latest = app.lake.latest().await.unwrap().version;
     let started = Instant::now();
