@@ -198,17 +198,37 @@ pub async fn latest_version(lake: &Location) -> Result<Option<u64>, SnapshotErro
         Err(object_store::Error::NotFound { .. }) => None,
         Err(e) => return Err(e.into()),
     };
-    let dir = lake.child(LAKE_DIR);
-    let metas: Vec<_> = match hint {
-        Some(h) => lake.store.list_with_offset(Some(&dir), &lake.child(&commit_name(h))).try_collect().await?,
-        None => lake.store.list(Some(&dir)).try_collect().await?,
+    let latest = match hint {
+        // Versions are consecutive (each the create-if-absent put of the
+        // next) and the hint is written after its version, so the newest
+        // is found by asking for the next names in turn: usually none or
+        // one. Listing from the hint instead walked the whole directory on
+        // a local disk (a stat per version), a cost that grew with every
+        // commit of a day's stream (one a second).
+        Some(h) => {
+            let mut v = h;
+            while exists(lake, &commit_name(v + 1)).await? {
+                v += 1;
+            }
+            Some(v)
+        }
+        None => {
+            let metas: Vec<_> = lake.store.list(Some(&lake.child(LAKE_DIR))).try_collect().await?;
+            metas.iter().filter_map(|m| m.location.filename()?.strip_suffix(".json")?.parse::<u64>().ok()).max()
+        }
     };
-    let listed = metas.iter().filter_map(|m| m.location.filename()?.strip_suffix(".json")?.parse::<u64>().ok()).max();
-    let latest = listed.max(hint);
     if latest.is_none() && is_old_format(lake).await? {
         return Err(SnapshotError::OldFormat);
     }
     Ok(latest)
+}
+
+async fn exists(lake: &Location, rel: &str) -> Result<bool, SnapshotError> {
+    match lake.store.head(&lake.child(rel)).await {
+        Ok(_) => Ok(true),
+        Err(object_store::Error::NotFound { .. }) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
 }
 
 async fn is_old_format(lake: &Location) -> Result<bool, SnapshotError> {

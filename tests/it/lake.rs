@@ -269,6 +269,24 @@ async fn tables_are_checkpointed_and_read_back_from_the_checkpoint() {
     assert_eq!(files, latest.files("commissions"));
     assert_eq!(files.iter().map(|f| f.rows).sum::<u64>(), 11);
     assert_eq!(gross(&t, &latest, "t1").await[3], format!("| 11 | {}.00 |", expected / 100));
+
+    // Two commits after the checkpoint: a changed row (its file removed,
+    // a new one added) and a new row.
+    t.land("commissions/11.csv", &rows(&["t1,C1,P1,A1,K1,2024-01-15,new,200.00,0.10,20.00,8.00,12.00"]));
+    run(&t).await;
+    t.land("commissions/12.csv", &rows(&["t1,C11,P11,A1,K1,2024-01-15,new,100.00,0.10,10.00,4.00,6.00"]));
+    run(&t).await;
+    let latest = t.latest().await.unwrap();
+    assert_eq!(latest.delta_versions["commissions"], 12);
+    // Read by name (the checkpoint, then commits 11 and 12; no listing)
+    // and by deltalake's replay: the same files, those the lake published.
+    let by_name = delta::live_files_by_name(&lake, "commissions", 12).await.unwrap().expect("read by name");
+    assert_eq!(by_name, delta::replayed_files(&lake, "commissions", 12).await.unwrap());
+    assert_eq!(by_name, latest.files("commissions"));
+    assert_eq!((by_name.len(), by_name.iter().map(|f| f.rows).sum::<u64>()), (12, 12));
+    assert!(by_name.iter().all(|f| f.tenant_id == "t1" && f.bytes > 0));
+    // A version before the checkpoint is not read by name.
+    assert!(delta::live_files_by_name(&lake, "commissions", 9).await.unwrap().is_none());
 }
 
 #[tokio::test]
