@@ -519,19 +519,144 @@ where
     Fut: Future<Output = Result<Step<T>, E>>,
     E: From<SnapshotError>,
 {
+    // The streaming writer (the one writer with an application transaction)
+    // publishes every second or so; a writer whose step takes longer (a
+    // batch run re-resolving its partitions) could lose to it every time.
+    // After losing TURN_AFTER times in a row such a writer claims the next
+    // turn, and the streaming writer waits before publishing until the turn
+    // is released or expires.
+    let frequent = op.txn.is_some();
+    let mut claimed = false;
+    let mut outcome = Err(SnapshotError::Contended(MAX_ATTEMPTS).into());
     for attempt in 1..=MAX_ATTEMPTS {
-        let base = Arc::new(latest(lake).await?.unwrap_or_else(Manifest::empty));
-        let (tables, report) = step(base.clone()).await?;
-        let Some(tables) = tables else {
-            return Ok(((base.version > 0).then_some(base.version), report));
+        if !frequent && attempt > TURN_AFTER {
+            claimed |= turn::claim(lake, op.run_id).await;
+        }
+        let base = match latest(lake).await {
+            Ok(m) => Arc::new(m.unwrap_or_else(Manifest::empty)),
+            Err(e) => {
+                outcome = Err(e.into());
+                break;
+            }
         };
+        let (tables, report) = match step(base.clone()).await {
+            Ok(r) => r,
+            Err(e) => {
+                outcome = Err(e);
+                break;
+            }
+        };
+        let Some(tables) = tables else {
+            outcome = Ok(((base.version > 0).then_some(base.version), report));
+            break;
+        };
+        if frequent {
+            turn::wait(lake, op.run_id).await;
+        }
         match publish(lake, &base, &tables, op).await {
-            Ok(v) => return Ok((Some(v), report)),
+            Ok(v) => {
+                outcome = Ok((Some(v), report));
+                break;
+            }
             Err(SnapshotError::Conflict(v)) => {
                 tracing::info!(version = v, attempt, "lake version taken by another writer; re-basing");
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => {
+                outcome = Err(e.into());
+                break;
+            }
         }
     }
-    Err(SnapshotError::Contended(MAX_ATTEMPTS).into())
+    if claimed {
+        turn::release(lake, op.run_id).await;
+    }
+    outcome
+}
+
+/// Losses in a row after which a writer claims the next turn.
+const TURN_AFTER: usize = 3;
+
+/// A turn claimed by a writer that keeps losing to the streaming writer:
+/// `_lake/_turn.json` naming its run and until when it holds (so a writer
+/// that crashed holds nobody back for long).
+mod turn {
+    use object_store::ObjectStoreExt;
+
+    use super::{LAKE_DIR, Location};
+
+    /// How long a claim holds the streaming writer back at most; renewed
+    /// by each attempt of the claimant.
+    const HOLD_MS: i64 = 10_000;
+
+    fn path() -> String {
+        format!("{LAKE_DIR}/_turn.json")
+    }
+
+    /// Claim the next turn (best effort: `false` if it could not be written).
+    pub async fn claim(lake: &Location, run_id: &str) -> bool {
+        let until = chrono::Utc::now().timestamp_millis() + HOLD_MS;
+        let body = serde_json::json!({ "run_id": run_id, "until_ms": until }).to_string();
+        lake.store.put(&lake.child(&path()), body.into_bytes().into()).await.is_ok()
+    }
+
+    /// Give the turn back, if it is still ours.
+    pub async fn release(lake: &Location, run_id: &str) {
+        if holder(lake).await.is_some_and(|(r, _)| r == run_id) {
+            let _ = lake.store.delete(&lake.child(&path())).await;
+        }
+    }
+
+    /// Wait while another writer holds a turn (at most until it expires).
+    pub async fn wait(lake: &Location, run_id: &str) {
+        while let Some((holder, until)) = holder(lake).await {
+            let left = until - chrono::Utc::now().timestamp_millis();
+            if holder == run_id || left <= 0 {
+                return;
+            }
+            tracing::debug!(%holder, left, "another writer has the turn; waiting");
+            tokio::time::sleep(std::time::Duration::from_millis(left.clamp(1, 50) as u64)).await;
+        }
+    }
+
+    /// (run id, until) of the claim, if any can be read.
+    async fn holder(lake: &Location) -> Option<(String, i64)> {
+        let bytes = lake.store.get(&lake.child(&path())).await.ok()?.bytes().await.ok()?;
+        let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+        Some((v["run_id"].as_str()?.to_string(), v["until_ms"].as_i64()?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A claimed turn holds the streaming writer's publish back until the
+    /// claimant releases it; the claimant itself and an expired claim hold
+    /// nobody back.
+    #[tokio::test]
+    async fn a_claimed_turn_holds_the_frequent_writer_until_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = super::super::store::open(dir.path().to_str().unwrap()).unwrap();
+        assert!(turn::claim(&lake, "batch-1").await);
+        let waiting = tokio::spawn({
+            let lake = lake.clone();
+            async move { turn::wait(&lake, "stream").await }
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!waiting.is_finished(), "the stream waits while batch-1 has the turn");
+        // Its own claim holds the claimant back not at all.
+        tokio::time::timeout(Duration::from_millis(100), turn::wait(&lake, "batch-1")).await.unwrap();
+        // Someone else's release does nothing; the claimant's frees the stream.
+        turn::release(&lake, "batch-2").await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!waiting.is_finished());
+        turn::release(&lake, "batch-1").await;
+        tokio::time::timeout(Duration::from_secs(1), waiting).await.unwrap().unwrap();
+        // An expired claim (a claimant that crashed) holds nobody back.
+        let stale = serde_json::json!({ "run_id": "crashed", "until_ms": chrono::Utc::now().timestamp_millis() - 1 });
+        lake.store.put(&lake.child("_lake/_turn.json"), stale.to_string().into_bytes().into()).await.unwrap();
+        tokio::time::timeout(Duration::from_millis(100), turn::wait(&lake, "stream")).await.unwrap();
+    }
 }
