@@ -138,8 +138,8 @@ pub struct ServeSettings {
     #[arg(long, env = "CIP_STREAM_LEASE_SECS", default_value_t = 30)]
     pub stream_lease_secs: u64,
     /// This server's name in the stream lease (default: host name and
-    /// port). A server restarted under the same name takes its lease back
-    /// at once; give each server of a lake its own.
+    /// listen address). A server restarted under the same name takes its
+    /// lease back at once; give each server of a lake its own.
     #[arg(long, env = "CIP_NODE_ID")]
     pub node_id: Option<String>,
 }

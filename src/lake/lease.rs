@@ -80,21 +80,31 @@ fn margin(ttl: Duration) -> i64 {
     (ttl.as_millis() / 3) as i64
 }
 
-/// Take the lease for `holder` if nobody else holds it.
-pub async fn acquire(lake: &Location, holder: &str, ttl: Duration) -> Result<Result<Lease, HeldBy>, LeaseError> {
-    acquire_at(lake, holder, ttl, now_ms).await
+/// Take the lease for `holder` if nobody else holds it. With `restarted`
+/// (a server starting), a lease under its own name is taken back at once:
+/// the process that held it is gone. A running server that lost its lease
+/// waits like anyone else, so that two live processes given the same name
+/// by mistake do not take it from each other in turn.
+pub async fn acquire(
+    lake: &Location,
+    holder: &str,
+    ttl: Duration,
+    restarted: bool,
+) -> Result<Result<Lease, HeldBy>, LeaseError> {
+    acquire_at(lake, holder, ttl, restarted, now_ms).await
 }
 
 async fn acquire_at(
     lake: &Location,
     holder: &str,
     ttl: Duration,
+    restarted: bool,
     now: impl Fn() -> i64,
 ) -> Result<Result<Lease, HeldBy>, LeaseError> {
     loop {
         let newest = newest(lake).await?;
         let next = match &newest {
-            Some((_, r)) if r.holder != holder && r.expires_at_ms > now() => {
+            Some((_, r)) if (r.holder != holder || !restarted) && r.expires_at_ms > now() => {
                 return Ok(Err(HeldBy { holder: r.holder.clone(), expires_at_ms: r.expires_at_ms }));
             }
             Some((epoch, _)) => epoch + 1,
@@ -228,19 +238,19 @@ mod tests {
     async fn one_holder_at_a_time_until_it_expires_or_is_released() {
         let (_dir, lake) = lake();
         let t0 = 1_000_000_000_000;
-        let mut a = acquire_at(&lake, "a:1", TTL, || t0).await.unwrap().unwrap();
+        let mut a = acquire_at(&lake, "a:1", TTL, true, || t0).await.unwrap().unwrap();
         assert_eq!(a.epoch(), 1);
         // Valid until the written expiry minus a third of the TTL.
         assert_eq!(a.valid_until_ms(), t0 + 30_000 - 10_000);
         // b finds a's lease and its expiry.
-        let held = acquire_at(&lake, "b:1", TTL, || t0 + 29_999).await.unwrap().unwrap_err();
+        let held = acquire_at(&lake, "b:1", TTL, true, || t0 + 29_999).await.unwrap().unwrap_err();
         assert_eq!(held, HeldBy { holder: "a:1".into(), expires_at_ms: t0 + 30_000 });
         // a renews at +15 s: expiry +45 s, valid until +35 s.
         assert!(a.renew_at(|| t0 + 15_000).await.unwrap());
         assert_eq!(a.valid_until_ms(), t0 + 35_000);
-        assert!(acquire_at(&lake, "b:1", TTL, || t0 + 44_999).await.unwrap().is_err());
+        assert!(acquire_at(&lake, "b:1", TTL, true, || t0 + 44_999).await.unwrap().is_err());
         // a stops renewing: b takes epoch 2 once the expiry has passed ...
-        let b = acquire_at(&lake, "b:1", TTL, || t0 + 45_000).await.unwrap().unwrap();
+        let b = acquire_at(&lake, "b:1", TTL, true, || t0 + 45_000).await.unwrap().unwrap();
         assert_eq!(b.epoch(), 2);
         // ... and a, late, cannot renew, nor could it have before (a newer epoch).
         assert!(!a.renew_at(|| t0 + 46_000).await.unwrap());
@@ -249,7 +259,7 @@ mod tests {
         assert_eq!(a2.valid_until_ms(), 0);
         // Released: c takes it at once, long before b's expiry.
         b.release().await.unwrap();
-        let c = acquire_at(&lake, "c:1", TTL, || t0 + 46_000).await.unwrap().unwrap();
+        let c = acquire_at(&lake, "c:1", TTL, true, || t0 + 46_000).await.unwrap().unwrap();
         assert_eq!(c.epoch(), 3);
     }
 
@@ -259,7 +269,7 @@ mod tests {
         let t0 = 1_000_000_000_000;
         for epoch in 1..=5 {
             // A restart under the same name (the process before was killed).
-            let l = acquire_at(&lake, "host:8080", TTL, || t0 + epoch as i64).await.unwrap().unwrap();
+            let l = acquire_at(&lake, "host:8080", TTL, true, || t0 + epoch as i64).await.unwrap().unwrap();
             assert_eq!(l.epoch(), epoch);
         }
         // Epochs 3, 4, 5 are kept; 1 and 2 deleted.
@@ -269,15 +279,17 @@ mod tests {
             .collect();
         left.sort();
         assert_eq!(left, ["00000000000000000003.json", "00000000000000000004.json", "00000000000000000005.json"]);
-        // Another name still waits for the expiry.
-        assert!(acquire_at(&lake, "other:8080", TTL, || t0 + 10).await.unwrap().is_err());
+        // Another name still waits for the expiry, and so does the same
+        // name when it is not a restart (a running server that lost it).
+        assert!(acquire_at(&lake, "other:8080", TTL, true, || t0 + 10).await.unwrap().is_err());
+        assert!(acquire_at(&lake, "host:8080", TTL, false, || t0 + 10).await.unwrap().is_err());
     }
 
     #[tokio::test]
     async fn a_renewal_that_comes_too_late_does_not_revive_the_lease() {
         let (_dir, lake) = lake();
         let t0 = 1_000_000_000_000;
-        let mut a = acquire_at(&lake, "a:1", TTL, || t0).await.unwrap().unwrap();
+        let mut a = acquire_at(&lake, "a:1", TTL, true, || t0).await.unwrap().unwrap();
         // Valid until +20 s; a renewal at +20 s is too late even though
         // nobody took the lease (b could have read the expiry any moment).
         assert!(!a.renew_at(|| t0 + 20_000).await.unwrap());

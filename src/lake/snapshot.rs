@@ -446,7 +446,10 @@ pub async fn publish(
     }
     let mut txns = base.txns.clone();
     if let Some((app, seq)) = op.txn {
-        txns.insert(app.to_string(), seq);
+        // Never backwards: a writer that lost its lease mid-commit must not
+        // move the position below what its successor committed.
+        let at = txns.entry(app.to_string()).or_insert(seq);
+        *at = (*at).max(seq);
     }
     let commit = LakeCommit {
         txns,
@@ -552,6 +555,9 @@ where
         };
         if frequent {
             turn::wait(lake, op.run_id).await;
+        } else if claimed {
+            // Still ours while this attempt publishes (its step may have taken long).
+            turn::claim(lake, op.run_id).await;
         }
         match publish(lake, &base, &tables, op).await {
             Ok(v) => {
@@ -606,11 +612,14 @@ mod turn {
         }
     }
 
-    /// Wait while another writer holds a turn (at most until it expires).
+    /// Wait while another writer holds a turn: until it expires, and never
+    /// longer than a claim lasts by this process's own clock (the
+    /// claimant's could be ahead, and a claimant that crashed never releases).
     pub async fn wait(lake: &Location, run_id: &str) {
+        let started = std::time::Instant::now();
         while let Some((holder, until)) = holder(lake).await {
             let left = until - chrono::Utc::now().timestamp_millis();
-            if holder == run_id || left <= 0 {
+            if holder == run_id || left <= 0 || started.elapsed().as_millis() as i64 >= HOLD_MS {
                 return;
             }
             tracing::debug!(%holder, left, "another writer has the turn; waiting");

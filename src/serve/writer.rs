@@ -27,8 +27,9 @@ pub(super) struct Writer {
     thread: Option<(std::thread::JoinHandle<()>, tokio::sync::oneshot::Sender<()>)>,
 }
 
-/// This server's name in the lease: `--node-id`, else host name and port.
-pub(super) fn holder_name(state: &AppState, port: u16) -> String {
+/// This server's name in the lease: `--node-id`, else host name and the
+/// address it listens on.
+pub(super) fn holder_name(state: &AppState, addr: std::net::SocketAddr) -> String {
     state.settings.node_id.clone().unwrap_or_else(|| {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .ok()
@@ -36,7 +37,7 @@ pub(super) fn holder_name(state: &AppState, port: u16) -> String {
             .map(|h| h.trim().to_string())
             .filter(|h| !h.is_empty())
             .unwrap_or_else(|| "localhost".into());
-        format!("{host}:{port}")
+        format!("{host}/{addr}")
     })
 }
 
@@ -46,13 +47,14 @@ impl Writer {
     pub(super) async fn start(state: &AppState, holder: String) -> anyhow::Result<Self> {
         let ttl = Duration::from_secs(state.settings.stream_lease_secs);
         let mut w = Writer { holder, ttl, lease: None, thread: None };
-        w.try_take(state).await?;
+        w.try_take(state, true).await?;
         Ok(w)
     }
 
-    /// Take the lease if free and open the stream under it.
-    async fn try_take(&mut self, state: &AppState) -> anyhow::Result<()> {
-        match lease::acquire(&state.lake, &self.holder, self.ttl).await? {
+    /// Take the lease if free and open the stream under it (`restarted`:
+    /// this server is starting, see [`lease::acquire`]).
+    async fn try_take(&mut self, state: &AppState, restarted: bool) -> anyhow::Result<()> {
+        match lease::acquire(&state.lake, &self.holder, self.ttl, restarted).await? {
             Ok(lease) => {
                 let stream = match Stream::open(state.lake.clone()).await {
                     Ok(s) => s,
@@ -78,14 +80,25 @@ impl Writer {
     /// take it when free; on stop, end the writer and release the lease.
     pub(super) async fn run(mut self, state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
         let every = self.ttl / 3;
+        // After a failed renewal the next try comes soon: waiting a whole
+        // period would pass the lease's validity.
+        let mut next = every;
         loop {
+            // A writer thread that ended (its lease lapsed between two
+            // renewals, or it panicked) is not left for dead while the
+            // lease is renewed: the lease is given up and taken again.
+            if self.thread.as_ref().is_some_and(|(t, _)| t.is_finished()) {
+                tracing::warn!("the streaming writer stopped; taking the lease again");
+                self.stop_writing(&state).await;
+            }
             if self.lease.is_some() && self.thread.is_none() {
                 self.spawn_thread(&state);
             }
             tokio::select! {
                 _ = stop.changed() => break,
-                () = tokio::time::sleep(every) => {}
+                () = tokio::time::sleep(next) => {}
             }
+            next = every;
             match self.lease.as_mut() {
                 Some(lease) => {
                     let renewed = match lease.renew().await {
@@ -93,6 +106,7 @@ impl Writer {
                         // A store error: still ours until the validity ends.
                         Err(e) => {
                             tracing::warn!(error = %e, "renewing the stream lease failed; retrying");
+                            next = Duration::from_secs(1).min(every);
                             lease.is_valid()
                         }
                     };
@@ -105,7 +119,7 @@ impl Writer {
                     }
                 }
                 None => {
-                    if let Err(e) = self.try_take(&state).await {
+                    if let Err(e) = self.try_take(&state, false).await {
                         tracing::warn!(error = %e, "taking the stream lease failed; will try again");
                     }
                 }
