@@ -207,6 +207,11 @@ impl ServeSettings {
         Ok(())
     }
 
+    /// Serving one version for good (`--as-of-version` or `--as-of`): read-only.
+    pub fn pinned(&self) -> bool {
+        self.as_of_version.is_some() || self.as_of.is_some()
+    }
+
     /// `--as-of` parsed.
     pub fn as_of_time(&self) -> anyhow::Result<Option<chrono::DateTime<chrono::Utc>>> {
         self.as_of

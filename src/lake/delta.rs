@@ -16,7 +16,6 @@ use std::sync::Arc;
 use arrow::datatypes::{DataType, Schema};
 use deltalake::DeltaTable;
 use deltalake::logstore::{StorageConfig, default_logstore};
-use object_store::ObjectStoreExt;
 use object_store::prefix::PrefixStore;
 use serde_json::{Value, json};
 
@@ -281,13 +280,7 @@ pub async fn live_files_by_name(
     table: &str,
     version: u64,
 ) -> Result<Option<Vec<DataFile>>, TableError> {
-    let get = |rel: String| async move {
-        match lake.store.get(&lake.child(&rel)).await {
-            Ok(r) => Ok(Some(r.bytes().await?)),
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(e),
-        }
-    };
+    let get = |rel: String| async move { lake.get_opt(&rel).await };
     let Some(last) = get(format!("{table}/{LOG_DIR}/_last_checkpoint")).await? else { return Ok(None) };
     let last: Value = serde_json::from_slice(&last)?;
     let Some(at) = last["version"].as_u64() else { return Ok(None) };

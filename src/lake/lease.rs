@@ -24,7 +24,6 @@
 
 use std::time::Duration;
 
-use futures::TryStreamExt;
 use object_store::{ObjectStoreExt, PutMode, PutOptions};
 use serde::{Deserialize, Serialize};
 
@@ -197,27 +196,15 @@ fn body(r: &Record) -> bytes::Bytes {
 }
 
 async fn epochs(lake: &Location) -> Result<Vec<u64>, object_store::Error> {
-    let metas: Vec<_> = match lake.store.list(Some(&lake.child(LEASE_DIR))).try_collect().await {
-        Ok(m) => m,
-        Err(object_store::Error::NotFound { .. }) => Vec::new(),
-        Err(e) => return Err(e),
-    };
-    let mut epochs: Vec<u64> =
-        metas.iter().filter_map(|m| m.location.filename()?.strip_suffix(".json")?.parse().ok()).collect();
-    epochs.sort_unstable();
-    Ok(epochs)
+    Ok(lake.list_numbered(LEASE_DIR, ".json").await?.into_iter().map(|(e, _)| e).collect())
 }
 
 /// The newest epoch and its record.
 async fn newest(lake: &Location) -> Result<Option<(u64, Record)>, LeaseError> {
     let Some(epoch) = epochs(lake).await?.last().copied() else { return Ok(None) };
     let path = epoch_path(epoch);
-    let bytes = match lake.store.get(&lake.child(&path)).await {
-        Ok(r) => r.bytes().await?,
-        // Deleted by a holder's clean-up between the list and the read.
-        Err(object_store::Error::NotFound { .. }) => return Box::pin(newest(lake)).await,
-        Err(e) => return Err(e.into()),
-    };
+    // None: deleted by a holder's clean-up between the list and the read.
+    let Some(bytes) = lake.get_opt(&path).await? else { return Box::pin(newest(lake)).await };
     let record = serde_json::from_slice(&bytes).map_err(|e| LeaseError::Unreadable(path, e))?;
     Ok(Some((epoch, record)))
 }

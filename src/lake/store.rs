@@ -56,6 +56,33 @@ impl Location {
         (self.store_url.scheme() == "file").then(|| std::path::PathBuf::from(format!("/{full}")))
     }
 
+    /// The bytes of the object at `rel`, or `None` if there is none.
+    pub async fn get_opt(&self, rel: &str) -> Result<Option<bytes::Bytes>, object_store::Error> {
+        use object_store::ObjectStoreExt;
+        match self.store.get(&self.child(rel)).await {
+            Ok(r) => Ok(Some(r.bytes().await?)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// (number, bytes) of the files `<number><suffix>` in the directory
+    /// `dir`, ascending (none if the directory does not exist).
+    pub async fn list_numbered(&self, dir: &str, suffix: &str) -> Result<Vec<(u64, u64)>, object_store::Error> {
+        use futures::TryStreamExt;
+        let metas: Vec<_> = match self.store.list(Some(&self.child(dir))).try_collect().await {
+            Ok(m) => m,
+            Err(object_store::Error::NotFound { .. }) => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        let mut numbered: Vec<(u64, u64)> = metas
+            .iter()
+            .filter_map(|m| Some((m.location.filename()?.strip_suffix(suffix)?.parse().ok()?, m.size)))
+            .collect();
+        numbered.sort_unstable();
+        Ok(numbered)
+    }
+
     /// Full URL of an object, for DataFusion.
     pub fn object_url(&self, full: &Path) -> String {
         let base = self.store_url.as_str();

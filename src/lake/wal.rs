@@ -35,10 +35,6 @@ fn segment_path(seq: u64) -> String {
     format!("{WAL_DIR}/{seq:020}.ndjson")
 }
 
-fn seq_of(name: &str) -> Option<u64> {
-    name.strip_suffix(".ndjson")?.parse().ok()
-}
-
 /// Sequence numbers handed out and not yet durable or abandoned.
 #[derive(Default)]
 struct Numbers {
@@ -199,15 +195,7 @@ async fn list_dir(lake: &Location, dir: &str) -> Result<Vec<u64>, object_store::
 
 /// (sequence, bytes) of the numbered files in `dir`, ascending.
 async fn list_sizes(lake: &Location, dir: &str) -> Result<Vec<(u64, u64)>, object_store::Error> {
-    let metas: Vec<_> = match lake.store.list(Some(&lake.child(dir))).try_collect().await {
-        Ok(m) => m,
-        Err(object_store::Error::NotFound { .. }) => Vec::new(),
-        Err(e) => return Err(e),
-    };
-    let mut seqs: Vec<(u64, u64)> =
-        metas.iter().filter_map(|m| Some((seq_of(m.location.filename()?)?, m.size))).collect();
-    seqs.sort_unstable();
-    Ok(seqs)
+    lake.list_numbered(dir, ".ndjson").await
 }
 
 fn fsync_with_dir(file: &std::path::Path) -> std::io::Result<()> {

@@ -121,7 +121,7 @@ pub(super) fn busy(message: &str) -> ApiError {
 /// good), or another server holds the lake's stream lease (`Retry-After`:
 /// a client retrying finds this server again after a take-over).
 fn not_holder(state: &AppState) -> ApiError {
-    if state.settings.as_of_version.is_some() || state.settings.as_of.is_some() {
+    if state.settings.pinned() {
         let msg = "this server serves a pinned lake version and takes no events";
         return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, Code::NotReady, msg);
     }

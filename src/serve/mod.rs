@@ -46,7 +46,7 @@ impl Application {
         }
         let listener = TcpListener::bind(&state.settings.addr).await?;
         // A pinned version is read-only (audits): no streaming writer.
-        let writer = if state.settings.as_of_version.is_none() && state.settings.as_of.is_none() {
+        let writer = if !state.settings.pinned() {
             let addr = listener.local_addr()?;
             Some(writer::Writer::start(&state, writer::holder_name(&state, addr)).await?)
         } else {
